@@ -1,0 +1,76 @@
+"""Shared fixtures.
+
+* ``xp``: runs a backend-generic test on NumPy and, when CuPy and a CUDA GPU are present, on CuPy (marked ``gpu``).
+* ``F``: the functional layers under test. By default ``minircnn.functional``; with ``--impl my_layers.py`` every
+  contract function that file defines replaces the package's (exercise mode), the rest fall back.
+"""
+import importlib.util
+import pathlib
+import types
+
+import numpy as np
+import pytest
+
+import minircnn.functional as _functional
+from minircnn.backend import gpu_available
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--impl", default=None, metavar="FILE.py",
+        help="exercise mode: a Python file whose functions (relu_forward, conv2d_backward, ...) replace "
+             "minircnn.functional's in the layer tests; functions it does not define fall back to the package's")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs CuPy and a CUDA GPU (skipped when absent)")
+
+
+def _load_impl(path):
+    path = pathlib.Path(path).resolve()
+    if not path.is_file():
+        raise pytest.UsageError(f"--impl: no such file {path}")
+    spec = importlib.util.spec_from_file_location("learner_impl", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _functional_namespace(impl_path):
+    names = {name: getattr(_functional, name) for name in _functional.__all__}
+    overridden = []
+    if impl_path:
+        module = _load_impl(impl_path)
+        for name in names:
+            if callable(getattr(module, name, None)):
+                names[name] = getattr(module, name)
+                overridden.append(name)
+    ns = types.SimpleNamespace(**names)
+    ns.overridden = tuple(overridden)
+    return ns
+
+
+def pytest_report_header(config):
+    impl = config.getoption("--impl")
+    if impl:
+        ns = _functional_namespace(impl)
+        used = ", ".join(ns.overridden) or "none of the contract functions"
+        return f"exercise mode: {impl} provides {used}; everything else is minircnn.functional"
+    return None
+
+
+@pytest.fixture(scope="session")
+def F(pytestconfig):
+    """The layer functions under test (minircnn.functional, or the learner's file given with --impl)."""
+    return _functional_namespace(pytestconfig.getoption("--impl"))
+
+
+@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def xp(request):
+    """The array module to run a backend-generic test on."""
+    if request.param == "numpy":
+        return np
+    if not gpu_available():
+        pytest.skip("gpu: CuPy with a CUDA device is not available")
+    from minircnn.backend import get_xp
+    return get_xp("gpu")
