@@ -110,3 +110,13 @@ def to_device(a, device: str | None = None):
     if get_device(device) == "cpu":
         return asnumpy(a)
     return _import_cupy().asarray(a)
+
+
+def scatter_add(a, indices, values) -> None:
+    """In place ``a[indices] += values``, accumulating where an index repeats (``np.add.at`` on the CPU,
+    ``cupyx.scatter_add`` — atomic adds — on the GPU)."""
+    if is_gpu_array(a):
+        import cupyx
+        cupyx.scatter_add(a, indices, values)
+    else:
+        np.add.at(a, indices, values)

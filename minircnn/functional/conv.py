@@ -1,0 +1,213 @@
+"""2-D convolution (cross-correlation, like Caffe and PyTorch) as a sum of GEMMs over kernel offsets.
+
+The idea, in one picture. Zero-pad each input plane and flatten it row by row (row length ``Wp``). For kernel offset
+``(i, j)`` the inputs that meet weight ``w[:, :, i, j]`` are, for every output pixel, the pixel ``(i, j)`` away from
+the window's corner. In the flattened plane that is one *strided slice*, starting at ``i*Wp + j`` and stepping by
+the stride. So
+
+    y[:, q] = sum over (i, j) of  w[:, :, i, j] @ x_flat[:, i*Wp + j + stride*q]
+
+is ``kh*kw`` matrix products ``(out, in) @ (in, L)`` accumulated into one output, with no im2col matrix: for stride 1
+each slice is a view that BLAS reads in place. The output is computed at the padded row length (a few junk columns
+per row, where the slice wraps into the next row) and cropped. Backward uses the same slices:
+``dw[:, :, i, j] = dy @ slice^T`` and ``dx[slice] += w[:, :, i, j]^T @ dy``. With a stride > 1 an offset's inputs are
+a 2-D strided window of the padded plane instead (copied into a matrix for the product; no junk columns).
+
+When the input has few channels (conv1_1 has 3), ``kh*kw`` thin products would each re-read the whole output, so the
+slices are stacked into a small im2col matrix and one product does the layer.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ..backend import get_array_module
+from ._checks import check_array, check_positive_int
+
+# Stack the offsets into one im2col matrix when in_channels * kh * kw is at most this (conv1_1: 3*3*3 = 27).
+IM2COL_MAX_ROWS = 64
+
+
+class ConvGeometry(NamedTuple):
+    n: int
+    c: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    stride: int
+    pad: int
+    h_out: int
+    w_out: int
+    wp: int       # padded row length
+    rows: int     # padded rows, enough that every offset's slice stays inside the buffer
+    wq: int       # outputs computed per row: wp for stride 1 (the last wp - w_out are junk, cropped), else w_out
+    length: int   # outputs computed per plane: h_out * wq
+
+    def offsets(self):
+        """Kernel offsets (i, j) in row-major order (w's layout)."""
+        return [(i, j) for i in range(self.kh) for j in range(self.kw)]
+
+
+class Conv2dCache(NamedTuple):
+    x_flat: object        # (N, C, rows*wp) zero-padded, flattened input
+    w: object             # (out, in, kh, kw)
+    geometry: ConvGeometry
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad: int) -> int:
+    """Caffe/PyTorch convolution output size: floor((size + 2*pad - kernel) / stride) + 1."""
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def _geometry(x_shape, w_shape, stride, pad) -> ConvGeometry:
+    n, c, h, w = x_shape
+    _, _, kh, kw = w_shape
+    h_out, w_out = conv_output_size(h, kh, stride, pad), conv_output_size(w, kw, stride, pad)
+    if h_out < 1 or w_out < 1:
+        raise ValueError(f"the {kh}x{kw} kernel does not fit the padded {h + 2 * pad}x{w + 2 * pad} input "
+                         f"(x {tuple(x_shape)}, pad {pad})")
+    wp = w + 2 * pad
+    wq = wp if stride == 1 else w_out
+    length = h_out * wq
+    rows = h + 2 * pad
+    if stride == 1:
+        last = (kh - 1) * wp + (kw - 1) + length - 1          # largest flat index a slice reads
+        rows = max(rows, last // wp + 1)
+    return ConvGeometry(n, c, h, w, kh, kw, stride, pad, h_out, w_out, wp, rows, wq, length)
+
+
+def _window(plane, offset, g: ConvGeometry):
+    """The inputs that meet kernel offset (i, j), from a flattened (C, rows*wp) plane, as a writable view.
+
+    Stride 1: a (C, L) slice of the flat plane starting at i*wp + j. Stride s: the (C, h_out, w_out) window
+    ``plane[:, i::s, j::s]`` of the 2-D plane.
+    """
+    i, j = offset
+    if g.stride == 1:
+        start = i * g.wp + j
+        return plane[:, start: start + g.length]
+    s = g.stride
+    grid = plane.reshape(g.c, g.rows, g.wp)
+    return grid[:, i: i + s * (g.h_out - 1) + 1: s, j: j + s * (g.w_out - 1) + 1: s]
+
+
+def _cols(plane, offset, g: ConvGeometry):
+    """The (C, L) matrix of :func:`_window` (a view for stride 1, a copy otherwise)."""
+    return _window(plane, offset, g).reshape(g.c, g.length)
+
+
+def _use_im2col(g: ConvGeometry) -> bool:
+    return g.c * g.kh * g.kw <= IM2COL_MAX_ROWS
+
+
+def _im2col(plane, g: ConvGeometry):
+    """(C*kh*kw, L) matrix of all offset windows, rows ordered (c, i, j) like ``w.reshape(out, -1)``."""
+    xp = get_array_module(plane)
+    cols = xp.stack([_cols(plane, off, g) for off in g.offsets()], axis=1)
+    return cols.reshape(g.c * g.kh * g.kw, g.length)
+
+
+def conv2d_forward(x, w, b, stride: int = 1, pad: int = 0):
+    """Convolution forward: ``y[n, o] = b[o] + sum_{c,i,j} w[o, c, i, j] * x_pad[n, c, s*oh + i, s*ow + j]``.
+
+    Args:
+        x: (N, C, H, W) floating input.
+        w: (out, C, kh, kw) weights, same dtype as x (Caffe/torchvision layout).
+        b: (out,) biases, same dtype as x.
+        stride: step of the window, >= 1.
+        pad: zeros added on each side, >= 0.
+
+    Returns:
+        y: (N, out, H_out, W_out) with ``H_out = floor((H + 2*pad - kh) / stride) + 1`` (likewise W_out).
+        cache: for :func:`conv2d_backward`.
+    """
+    check_array("x", x, 4, "(N, C, H, W)")
+    check_array("w", w, 4, "(out, in, kh, kw)")
+    check_array("b", b, 1, "(out,)")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w has {w.shape[1]} input channels (shape {tuple(w.shape)}) but x has {x.shape[1]} "
+                         f"(shape {tuple(x.shape)})")
+    if b.shape[0] != w.shape[0]:
+        raise ValueError(f"b must have shape ({w.shape[0]},) to match w's {w.shape[0]} outputs, got {tuple(b.shape)}")
+    if not (x.dtype == w.dtype == b.dtype):
+        raise ValueError(f"x, w and b must share one dtype, got {x.dtype}, {w.dtype}, {b.dtype}")
+    stride = check_positive_int("stride", stride, 1)
+    pad = check_positive_int("pad", pad, 0)
+    xp = get_array_module(x)
+    g = _geometry(x.shape, w.shape, stride, pad)
+
+    x_pad = xp.zeros((g.n, g.c, g.rows, g.wp), dtype=x.dtype)
+    x_pad[:, :, pad:pad + g.h, pad:pad + g.w] = x
+    x_flat = x_pad.reshape(g.n, g.c, g.rows * g.wp)
+
+    out_c = w.shape[0]
+    y = xp.empty((g.n, out_c, g.h_out, g.w_out), dtype=x.dtype)
+    acc = xp.empty((out_c, g.length), dtype=x.dtype)
+    if _use_im2col(g):
+        w2 = w.reshape(out_c, -1)
+    else:
+        w_ij = xp.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(g.kh * g.kw, out_c, g.c)
+        tmp = xp.empty_like(acc)
+    for n in range(g.n):
+        if _use_im2col(g):
+            xp.matmul(w2, _im2col(x_flat[n], g), out=acc)
+        else:
+            for k, off in enumerate(g.offsets()):
+                # acc += w[:, :, i, j] @ window; products land in a reused buffer to avoid fresh temporaries
+                xp.matmul(w_ij[k], _cols(x_flat[n], off, g), out=acc if k == 0 else tmp)
+                if k:
+                    acc += tmp
+        y[n] = acc.reshape(out_c, g.h_out, g.wq)[:, :, :g.w_out]
+    y += b[:, None, None]
+    return y, Conv2dCache(x_flat, w, g)
+
+
+def conv2d_backward(dy, cache: Conv2dCache, need_dx: bool = True, need_dw: bool = True):
+    """Convolution backward.
+
+    Args:
+        dy: (N, out, H_out, W_out) gradient of the loss with respect to y.
+        cache: from :func:`conv2d_forward`.
+        need_dx: compute dx (False for a network's first trainable layer saves the largest GEMMs).
+        need_dw: compute dw and db (False for frozen layers).
+
+    Returns:
+        dx: (N, C, H, W) or None.
+        dw: (out, C, kh, kw) or None.
+        db: (out,) or None.
+    """
+    x_flat, w, g = cache
+    out_c = w.shape[0]
+    if tuple(dy.shape) != (g.n, out_c, g.h_out, g.w_out):
+        raise ValueError(f"dy must have shape {(g.n, out_c, g.h_out, g.w_out)} (N, out, H_out, W_out), "
+                         f"got {tuple(dy.shape)}")
+    xp = get_array_module(dy)
+    im2col = _use_im2col(g)
+    dx_flat = xp.zeros_like(x_flat) if need_dx else None
+    dw = xp.zeros_like(w) if need_dw else None
+    db = dy.sum(axis=(0, 2, 3)) if need_dw else None
+    if not (need_dx or need_dw):
+        return None, None, None
+    # dy at the padded row length: zeros in the junk columns, so they add nothing to dw
+    dy_full = xp.zeros((out_c, g.h_out, g.wq), dtype=dy.dtype)
+    dy_flat = dy_full.reshape(out_c, g.length)
+    if need_dw:
+        dw_ij = xp.zeros((g.kh * g.kw, out_c, g.c), dtype=w.dtype)
+    w_ij = xp.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(g.kh * g.kw, g.c, out_c)  # w[:, :, i, j]^T
+    for n in range(g.n):
+        dy_full[:, :, :g.w_out] = dy[n]
+        if need_dw and im2col:
+            dw += (dy_flat @ _im2col(x_flat[n], g).T).reshape(w.shape)
+        for k, off in enumerate(g.offsets()):
+            if need_dw and not im2col:
+                dw_ij[k] += dy_flat @ _cols(x_flat[n], off, g).T
+            if need_dx:
+                window = _window(dx_flat[n], off, g)
+                window += (w_ij[k] @ dy_flat).reshape(window.shape)
+    if need_dw and not im2col:
+        dw[...] = dw_ij.reshape(g.kh, g.kw, out_c, g.c).transpose(2, 3, 0, 1)
+    dx = None
+    if need_dx:
+        dx_pad = dx_flat.reshape(g.n, g.c, g.rows, g.wp)
+        dx = xp.ascontiguousarray(dx_pad[:, :, g.pad:g.pad + g.h, g.pad:g.pad + g.w])
+    return dx, dw, db
