@@ -74,3 +74,12 @@ def xp(request):
         pytest.skip("gpu: CuPy with a CUDA device is not available")
     from minircnn.backend import get_xp
     return get_xp("gpu")
+
+
+@pytest.fixture
+def cupy():
+    """The CuPy module, for tests that compare a GPU kernel with its NumPy twin (mark them ``gpu``)."""
+    if not gpu_available():
+        pytest.skip("gpu: CuPy with a CUDA device is not available")
+    from minircnn.backend import get_xp
+    return get_xp("gpu")

@@ -1,0 +1,45 @@
+"""Exercise mode: `pytest tests/functional --impl my_layers.py` tests a learner's own layers."""
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run_layer_tests(impl, test_file, tmp_path):
+    path = tmp_path / "my_layers.py"
+    path.write_text(textwrap.dedent(impl))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "tests" / "functional" / test_file), "--impl", str(path),
+         "-q", "-p", "no:cacheprovider"],
+        capture_output=True, text=True, cwd=ROOT)
+
+
+def test_a_wrong_backward_fails_the_gradient_check(tmp_path):
+    """A linear_backward whose bias gradient averages instead of summing over rows is caught by the gradient check,
+    and the run's header says the learner's file provided linear_backward."""
+    result = _run_layer_tests("""
+        def linear_backward(dy, cache):
+            x, w = cache.x, cache.w
+            return (dy @ w).reshape(cache.x_shape), dy.T @ x, dy.mean(axis=0)   # bug: db must be a sum
+        """, "test_linear.py", tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "provides linear_backward" in result.stdout
+    assert "gradient of argument 2 is off" in result.stdout
+
+
+def test_a_correct_implementation_passes(tmp_path):
+    """A learner's correct ReLU passes the activation tests; functions it does not define fall back to the package."""
+    result = _run_layer_tests("""
+        import numpy as np
+
+        def relu_forward(x):
+            mask = x > 0
+            return x * mask, mask
+
+        def relu_backward(dy, mask):
+            return dy * mask
+        """, "test_activations.py", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "provides relu_forward, relu_backward" in result.stdout
