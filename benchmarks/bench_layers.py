@@ -216,13 +216,24 @@ def memory_gib():
     return None
 
 
+def busy_cpu_seconds():
+    """CPU seconds the whole machine spent busy since boot (all cores), from /proc/stat; None if unavailable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def git_revision():
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "minircnn"], cwd=REPO, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
-        return rev + (" + uncommitted changes in minircnn/" if dirty else "") if rev else None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "minircnn/functional", "minircnn/backend.py"],
+                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + (" + uncommitted changes in minircnn/functional or backend.py" if dirty else "") if rev else None
     except Exception:
         return None
 
@@ -725,6 +736,7 @@ def main(argv=None):
         groups.append(lambda: fc_cases(F, xp, torch_mod, TF, tdev, fc_rows, rng))
 
     rows, all_errors, measured = [], [], {}
+    busy_before, own_before = busy_cpu_seconds(), sum(os.times()[:2])
     started = time.perf_counter()
     for make in groups:
         for case in make():
@@ -768,6 +780,12 @@ def main(argv=None):
     footer += [f"Note: {n}" for n in notes]
     footer += [f"Error: {e}" for e in all_errors]
     footer.append(f"Total benchmark time: {elapsed:.0f} s.")
+    busy_after = busy_cpu_seconds()
+    if busy_before is not None and busy_after is not None:
+        own = sum(os.times()[:2]) - own_before
+        others = max(0.0, (busy_after - busy_before) - own) / max(elapsed, 1e-9)
+        footer.append(f"Other processes kept ~{others:.2f} cores busy on average during the run"
+                      + (": the times are noisy, rerun on a quiet machine." if others > 0.15 else "."))
 
     report = "\n".join(header + [""] + table + [""] + footer) + "\n"
     sys.stdout.write("\n" + report)
