@@ -1,0 +1,171 @@
+"""Pictures with matplotlib: detections drawn on an image, precision-recall curves.
+
+Every function draws into an Axes and returns it; pass ``ax`` to draw into your own figure. Without one, a new
+figure is made through pyplot, so it shows inline in a notebook; headless, matplotlib picks its Agg backend by itself.
+This module never selects a backend and never calls ``plt.show()``; scripts save with ``ax.figure.savefig(path)`` and
+may ``plt.close(ax.figure)`` when drawing many figures.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .backend import asnumpy
+
+__all__ = ["draw_boxes", "plot_precision_recall", "plot_precision_recall_curves"]
+
+
+def _new_axes(figsize=None):
+    import matplotlib.pyplot as plt    # imported here so that importing minircnn never touches the GUI machinery
+    _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _class_name(class_names, label):
+    if class_names is None:
+        return str(label)
+    if isinstance(class_names, Mapping):
+        return str(class_names.get(label, label))
+    return str(class_names[label]) if 0 <= label < len(class_names) else str(label)
+
+
+def draw_boxes(image, boxes, labels=None, scores=None, class_names=None, ax=None, score_thresh=None,
+               linewidth=2.0, fontsize=8):
+    """Draw boxes, with class names and scores, on an image.
+
+    A box ``(x1, y1, x2, y2)`` covers pixels x1..x2 inclusive, so its rectangle runs from ``x1 - 0.5`` to ``x2 + 0.5``
+    in ``imshow``'s coordinates (pixel centres at integers): it is ``x2 - x1 + 1`` wide, the spec's convention (§7).
+
+    Args:
+        image: (H, W, 3) RGB array, uint8 0-255 or float 0-1, or (H, W) grey; None to draw on empty axes. A BGR
+            blob must be converted first (``image[..., ::-1]``) and the pixel means added back.
+        boxes: (N, 4) float array, boxes ``(x1, y1, x2, y2)`` in the image's pixel coordinates.
+        labels: (N,) int array of class ids, or None. Each class gets its own colour.
+        scores: (N,) float array of confidences, or None.
+        class_names: sequence indexed by class id (entry 0 = background) or a dict id -> name; None shows ids.
+        ax: matplotlib Axes to draw into; None makes a new figure.
+        score_thresh: if given, only boxes with a score >= score_thresh are drawn (needs ``scores``).
+        linewidth: box edge width in points.
+        fontsize: caption font size in points.
+
+    Returns:
+        The matplotlib Axes.
+
+    Raises:
+        ValueError: ``boxes`` is not (N, 4), or ``labels``/``scores`` do not have N entries.
+    """
+    from matplotlib import colormaps
+    from matplotlib.patches import Rectangle
+
+    boxes = np.asarray(asnumpy(boxes), dtype=np.float64)
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4), got shape {boxes.shape}")
+    n = len(boxes)
+    labels = None if labels is None else np.asarray(asnumpy(labels)).reshape(-1)
+    scores = None if scores is None else np.asarray(asnumpy(scores), dtype=np.float64).reshape(-1)
+    for name, a in (("labels", labels), ("scores", scores)):
+        if a is not None and a.shape != (n,):
+            raise ValueError(f"{name} must have shape (N,) = ({n},) to match boxes, got shape {a.shape}")
+    if score_thresh is not None:
+        if scores is None:
+            raise ValueError("score_thresh needs scores")
+        shown = scores >= score_thresh
+        boxes, scores = boxes[shown], scores[shown]
+        labels = None if labels is None else labels[shown]
+
+    if ax is None:
+        ax = _new_axes()
+    if image is not None:
+        image = np.asarray(asnumpy(image))
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+    cmap = colormaps["tab20"]
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        colour = cmap(int(labels[i]) % 20) if labels is not None else "lime"
+        ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1 + 1, y2 - y1 + 1, fill=False,
+                               edgecolor=colour, linewidth=linewidth))
+        caption = [] if labels is None else [_class_name(class_names, int(labels[i]))]
+        if scores is not None:
+            caption.append(f"{scores[i]:.3f}")
+        if caption:
+            ax.text(x1 - 0.5, y1 - 0.5, " ".join(caption), fontsize=fontsize, color="white", va="bottom",
+                    bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+    if image is None and len(boxes):
+        # no image to set the view: frame the boxes, y pointing down like an image
+        ax.set_xlim(boxes[:, 0].min() - 10, boxes[:, 2].max() + 10)
+        ax.set_ylim(boxes[:, 3].max() + 10, boxes[:, 1].min() - 10)
+    ax.set_axis_off()
+    return ax
+
+
+def plot_precision_recall(recall, precision, ax=None, label=None, ap=None, envelope=True):
+    """Plot one precision-recall curve (e.g. an entry of :func:`minircnn.evaluation.precision_recall`).
+
+    Args:
+        recall: (D,) float array, non-decreasing, in [0, 1].
+        precision: (D,) float array, same length.
+        ax: matplotlib Axes to draw into; None makes a new figure.
+        label: legend entry (e.g. the class name); ``ap`` is appended when given.
+        ap: the curve's average precision, shown in the legend.
+        envelope: also draw the monotone envelope (best precision at any higher recall) that VOC's area AP
+            integrates (spec §10), dashed.
+
+    Returns:
+        The matplotlib Axes.
+
+    Raises:
+        ValueError: the arrays are not 1-D of the same length.
+    """
+    recall = np.asarray(asnumpy(recall), dtype=np.float64)
+    precision = np.asarray(asnumpy(precision), dtype=np.float64)
+    if recall.ndim != 1 or precision.shape != recall.shape:
+        raise ValueError(f"recall and precision must be 1-D of the same length, got shapes {recall.shape} "
+                         f"and {precision.shape}")
+    if ax is None:
+        ax = _new_axes()
+    text = label
+    if ap is not None:
+        text = f"{text + ' ' if text else ''}AP {ap:.3f}"
+    (line,) = ax.plot(recall, precision, label=text, drawstyle="steps-post" if len(recall) > 1 else "default",
+                      marker="." if len(recall) == 1 else None)
+    if envelope and len(recall):
+        env = np.maximum.accumulate(precision[::-1])[::-1]
+        ax.plot(recall, env, linestyle="--", color=line.get_color(), alpha=0.6)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.grid(True, alpha=0.3)
+    if text is not None:
+        ax.legend(loc="lower left", fontsize="small")
+    return ax
+
+
+def plot_precision_recall_curves(precision, recall, class_names=None, ap=None, ax=None):
+    """Plot every class's curve from :func:`minircnn.evaluation.precision_recall` on one Axes.
+
+    Args:
+        precision: list indexed by class id of (D_k,) float arrays or None (as returned by ``precision_recall``).
+        recall: list of the same length; None entries (background, classes without ground truth) are skipped.
+        class_names: sequence or dict naming the class ids, for the legend.
+        ap: (K,) float array of per-class APs (``eval_detection_voc(...)["ap"]``), for the legend.
+        ax: matplotlib Axes to draw into; None makes a new figure.
+
+    Returns:
+        The matplotlib Axes.
+
+    Raises:
+        ValueError: ``precision`` and ``recall`` have different lengths.
+    """
+    if len(precision) != len(recall):
+        raise ValueError(f"precision and recall must have one entry per class, got {len(precision)} and {len(recall)}")
+    if ax is None:
+        ax = _new_axes()
+    for k, (p, r) in enumerate(zip(precision, recall)):
+        if p is None or r is None:
+            continue
+        plot_precision_recall(r, p, ax=ax, label=_class_name(class_names, k), envelope=False,
+                              ap=None if ap is None else float(ap[k]))
+    return ax

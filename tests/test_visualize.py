@@ -1,0 +1,82 @@
+"""Tests for minircnn.visualize: the plots draw what they are given, headless (Agg), and return their Axes."""
+import matplotlib
+
+matplotlib.use("Agg")   # tests never open windows; the library itself leaves the backend alone
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from minircnn.evaluation import eval_detection_voc, precision_recall  # noqa: E402
+from minircnn.visualize import draw_boxes, plot_precision_recall, plot_precision_recall_curves  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def rectangles(ax):
+    return [p for p in ax.patches if isinstance(p, Rectangle)]
+
+
+def test_draw_boxes_rectangles_and_captions(tmp_path):
+    """One rectangle per box covering its inclusive pixels (x1 - 0.5 .. x2 + 0.5), captioned 'name score'; the
+    figure renders to a PNG."""
+    image = np.zeros((40, 60, 3), dtype=np.uint8)
+    boxes = np.array([[2, 3, 11, 8], [20, 10, 39, 29]], dtype=np.float32)
+    ax = draw_boxes(image, boxes, labels=np.array([1, 2]), scores=np.array([0.9, 0.25]),
+                    class_names=["__background__", "cat", "dog"])
+    rects = rectangles(ax)
+    assert len(rects) == 2
+    assert rects[0].get_xy() == (1.5, 2.5) and rects[0].get_width() == 10 and rects[0].get_height() == 6
+    assert [t.get_text() for t in ax.texts] == ["cat 0.900", "dog 0.250"]
+    ax.figure.savefig(tmp_path / "boxes.png")
+    assert (tmp_path / "boxes.png").stat().st_size > 0
+
+
+def test_draw_boxes_score_threshold_and_own_axes():
+    """Drawing into a given Axes returns that Axes; score_thresh hides low-scoring boxes; without labels or
+    class_names the caption is just the score."""
+    _, ax = plt.subplots()
+    out = draw_boxes(None, np.array([[0, 0, 9, 9], [5, 5, 20, 20]]), scores=np.array([0.8, 0.1]), ax=ax,
+                     score_thresh=0.5)
+    assert out is ax
+    assert len(rectangles(ax)) == 1 and [t.get_text() for t in ax.texts] == ["0.800"]
+
+
+def test_draw_boxes_zero_boxes():
+    """An image without detections draws the image and no rectangles."""
+    ax = draw_boxes(np.zeros((10, 10)), np.zeros((0, 4)), labels=np.zeros(0, int), scores=np.zeros(0))
+    assert rectangles(ax) == [] and len(ax.texts) == 0 and len(ax.images) == 1
+
+
+def test_draw_boxes_bad_shapes():
+    """Boxes not (N, 4) and labels of another length raise ValueErrors naming the argument."""
+    with pytest.raises(ValueError, match=r"boxes must have shape \(N, 4\)"):
+        draw_boxes(None, np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"labels must have shape \(N,\) = \(2,\)"):
+        draw_boxes(None, np.zeros((2, 4)), labels=np.array([1]))
+
+
+def test_plot_precision_recall():
+    """The curve and its dashed envelope are drawn on a [0, 1] x [0, 1] frame, with the AP in the legend."""
+    ax = plot_precision_recall(np.array([0.5, 0.5, 1.0]), np.array([1.0, 0.5, 2 / 3]), label="cat", ap=0.75)
+    assert len(ax.lines) == 2
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [1.0, 2 / 3, 2 / 3])
+    assert ax.get_legend().get_texts()[0].get_text() == "cat AP 0.750"
+    with pytest.raises(ValueError, match="same length"):
+        plot_precision_recall(np.zeros(2), np.zeros(3))
+
+
+def test_plot_precision_recall_curves_skips_undefined_classes():
+    """All classes of precision_recall are drawn on one Axes except background and classes without ground truth."""
+    boxes = [np.array([[0, 0, 9, 9], [0, 0, 9, 9], [20, 20, 29, 29]], float)]
+    labels, scores = [np.array([1, 2, 3])], [np.array([0.9, 0.8, 0.7])]
+    gt = [np.array([[0, 0, 9, 9], [20, 20, 29, 29]], float)], [np.array([1, 2])]
+    prec, rec = precision_recall(boxes, labels, scores, *gt)
+    ap = eval_detection_voc(boxes, labels, scores, *gt)["ap"]
+    ax = plot_precision_recall_curves(prec, rec, class_names={1: "cat", 2: "dog", 3: "cow"}, ap=ap)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cat AP 1.000", "dog AP 0.000"]
