@@ -12,7 +12,7 @@ def _run_layer_tests(impl, test_file, tmp_path):
     path.write_text(textwrap.dedent(impl))
     return subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "tests" / "functional" / test_file), "--impl", str(path),
-         "-q", "-p", "no:cacheprovider"],
+         "-p", "no:cacheprovider"],
         capture_output=True, text=True, cwd=ROOT)
 
 

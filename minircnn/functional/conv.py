@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..backend import get_array_module
+from ._blas import matmul_accumulate
 from ._checks import check_array, check_positive_int
 
 # Stack the offsets into one im2col matrix when in_channels * kh * kw is at most this (conv1_1: 3*3*3 = 27).
@@ -147,16 +148,15 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 0):
         w2 = w.reshape(out_c, -1)
     else:
         w_ij = xp.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(g.kh * g.kw, out_c, g.c)
-        tmp = xp.empty_like(acc)
     for n in range(g.n):
         if _use_im2col(g):
             xp.matmul(w2, _im2col(x_flat[n], g), out=acc)
         else:
             for k, off in enumerate(g.offsets()):
-                # acc += w[:, :, i, j] @ window; products land in a reused buffer to avoid fresh temporaries
-                xp.matmul(w_ij[k], _cols(x_flat[n], off, g), out=acc if k == 0 else tmp)
-                if k:
-                    acc += tmp
+                if k == 0:
+                    xp.matmul(w_ij[0], _cols(x_flat[n], off, g), out=acc)
+                else:  # acc += w[:, :, i, j] @ window, accumulated inside the GEMM
+                    matmul_accumulate(w_ij[k], _cols(x_flat[n], off, g), acc)
         y[n] = acc.reshape(out_c, g.h_out, g.wq)[:, :, :g.w_out]
     y += b[:, None, None]
     return y, Conv2dCache(x_flat, w, g)
@@ -197,13 +197,16 @@ def conv2d_backward(dy, cache: Conv2dCache, need_dx: bool = True, need_dw: bool 
     for n in range(g.n):
         dy_full[:, :, :g.w_out] = dy[n]
         if need_dw and im2col:
-            dw += (dy_flat @ _im2col(x_flat[n], g).T).reshape(w.shape)
+            matmul_accumulate(dy_flat, _im2col(x_flat[n], g).T, dw.reshape(out_c, -1))
         for k, off in enumerate(g.offsets()):
             if need_dw and not im2col:
-                dw_ij[k] += dy_flat @ _cols(x_flat[n], off, g).T
+                matmul_accumulate(dy_flat, _cols(x_flat[n], off, g).T, dw_ij[k])
             if need_dx:
                 window = _window(dx_flat[n], off, g)
-                window += (w_ij[k] @ dy_flat).reshape(window.shape)
+                if window.ndim == 2:
+                    matmul_accumulate(w_ij[k], dy_flat, window)
+                else:
+                    window += (w_ij[k] @ dy_flat).reshape(window.shape)
     if need_dw and not im2col:
         dw[...] = dw_ij.reshape(g.kh, g.kw, out_c, g.c).transpose(2, 3, 0, 1)
     dx = None
