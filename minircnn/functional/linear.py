@@ -35,6 +35,8 @@ def linear_forward(x, w, b):
         raise ValueError(f"x has {x2.shape[1]} features per row but w has shape {tuple(w.shape)} (out, in)")
     if b.shape[0] != w.shape[0]:
         raise ValueError(f"b must have shape ({w.shape[0]},) to match w's {w.shape[0]} outputs, got {tuple(b.shape)}")
+    if not (x.dtype == w.dtype == b.dtype):
+        raise ValueError(f"x, w and b must share one dtype, got {x.dtype}, {w.dtype}, {b.dtype}")
     y = x2 @ w.T
     y += b
     return y, LinearCache(x2, w, tuple(x.shape))
