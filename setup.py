@@ -10,7 +10,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["minircnn", "minircnn.*"]),
     package_data={"minircnn": ["kernels/*.cu"]},
-    install_requires=["numpy>=1.24", "scipy>=1.10", "pillow>=9", "matplotlib>=3.6", "tqdm>=4.60"],
+    install_requires=["numpy>=1.24", "scipy>=1.10", "pillow>=9", "matplotlib>=3.6", "tqdm>=4.60",
+                      "scikit-image>=0.21"],
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],
         "test": ["pytest>=7", "hypothesis>=6"],
