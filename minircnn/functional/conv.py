@@ -14,7 +14,9 @@ per row, where the slice wraps into the next row) and cropped. Backward uses the
 a 2-D strided window of the padded plane instead (copied into a matrix for the product; no junk columns).
 
 When the input has few channels (conv1_1 has 3), ``kh*kw`` thin products would each re-read the whole output, so the
-slices are stacked into a small im2col matrix and one product does the layer.
+slices are stacked into a small im2col matrix and one product does the layer; likewise for small maps, where each
+offset's product would have too few columns to run BLAS at full speed. Output rows are computed in chunks small enough
+for the accumulator to stay in cache across the ``kh*kw`` products.
 """
 from __future__ import annotations
 
@@ -24,8 +26,12 @@ from ..backend import get_array_module
 from ._blas import matmul_accumulate
 from ._checks import check_array, check_positive_int
 
-# Stack the offsets into one im2col matrix when in_channels * kh * kw is at most this (conv1_1: 3*3*3 = 27).
+# Stack the offsets into one im2col matrix when in_channels * kh * kw is at most this (conv1_1: 3*3*3 = 27), or when
+# the map is small enough that one product with K = C*kh*kw beats kh*kw products with few columns (VGG16's conv5 at 14x14).
 IM2COL_MAX_ROWS = 64
+IM2COL_MAX_COLUMNS = 1024
+# Outputs per plane computed in one go (a chunk of whole output rows); see _row_chunks.
+CHUNK_COLUMNS = 8192
 
 
 class ConvGeometry(NamedTuple):
@@ -77,35 +83,43 @@ def _geometry(x_shape, w_shape, stride, pad) -> ConvGeometry:
     return ConvGeometry(n, c, h, w, kh, kw, stride, pad, h_out, w_out, wp, rows, wq, length)
 
 
-def _window(plane, offset, g: ConvGeometry):
-    """The inputs that meet kernel offset (i, j), from a flattened (C, rows*wp) plane, as a writable view.
+def _window(plane, offset, g: ConvGeometry, r0: int, r1: int):
+    """The inputs that meet kernel offset (i, j) for output rows [r0, r1), as a writable view of a flattened
+    (C, rows*wp) plane.
 
-    Stride 1: a (C, L) slice of the flat plane starting at i*wp + j. Stride s: the (C, h_out, w_out) window
-    ``plane[:, i::s, j::s]`` of the 2-D plane.
+    Stride 1: a (C, (r1-r0)*wp) slice of the flat plane starting at (i + r0)*wp + j. Stride s: the
+    (C, r1-r0, w_out) window ``plane[:, i + s*r0 : ... : s, j::s]`` of the 2-D plane.
     """
     i, j = offset
     if g.stride == 1:
-        start = i * g.wp + j
-        return plane[:, start: start + g.length]
+        start = (i + r0) * g.wp + j
+        return plane[:, start: start + (r1 - r0) * g.wp]
     s = g.stride
     grid = plane.reshape(g.c, g.rows, g.wp)
-    return grid[:, i: i + s * (g.h_out - 1) + 1: s, j: j + s * (g.w_out - 1) + 1: s]
+    return grid[:, i + s * r0: i + s * (r1 - 1) + 1: s, j: j + s * (g.w_out - 1) + 1: s]
 
 
-def _cols(plane, offset, g: ConvGeometry):
-    """The (C, L) matrix of :func:`_window` (a view for stride 1, a copy otherwise)."""
-    return _window(plane, offset, g).reshape(g.c, g.length)
+def _cols(plane, offset, g: ConvGeometry, r0: int, r1: int):
+    """The (C, (r1-r0)*wq) matrix of :func:`_window` (a view for stride 1, a copy otherwise)."""
+    return _window(plane, offset, g, r0, r1).reshape(g.c, -1)
 
 
 def _use_im2col(g: ConvGeometry) -> bool:
-    return g.c * g.kh * g.kw <= IM2COL_MAX_ROWS
+    return g.c * g.kh * g.kw <= IM2COL_MAX_ROWS or g.length <= IM2COL_MAX_COLUMNS
 
 
-def _im2col(plane, g: ConvGeometry):
-    """(C*kh*kw, L) matrix of all offset windows, rows ordered (c, i, j) like ``w.reshape(out, -1)``."""
+def _im2col(plane, g: ConvGeometry, r0: int, r1: int):
+    """(C*kh*kw, (r1-r0)*wq) matrix of all offset windows, rows ordered (c, i, j) like ``w.reshape(out, -1)``."""
     xp = get_array_module(plane)
-    cols = xp.stack([_cols(plane, off, g) for off in g.offsets()], axis=1)
-    return cols.reshape(g.c * g.kh * g.kw, g.length)
+    cols = xp.stack([_cols(plane, off, g, r0, r1) for off in g.offsets()], axis=1)
+    return cols.reshape(g.c * g.kh * g.kw, -1)
+
+
+def _row_chunks(g: ConvGeometry):
+    """Output rows in chunks of about CHUNK_COLUMNS outputs, so each chunk's accumulator stays in cache while all
+    kh*kw products add into it (measured ~12% faster than whole-plane products for VGG16's conv1_2)."""
+    step = max(1, CHUNK_COLUMNS // g.wq)
+    return step, [(r0, min(r0 + step, g.h_out)) for r0 in range(0, g.h_out, step)]
 
 
 def conv2d_forward(x, w, b, stride: int = 1, pad: int = 0):
@@ -143,22 +157,22 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 0):
 
     out_c = w.shape[0]
     y = xp.empty((g.n, out_c, g.h_out, g.w_out), dtype=x.dtype)
-    acc = xp.empty((out_c, g.length), dtype=x.dtype)
+    step, chunks = _row_chunks(g)
+    buf = xp.empty((out_c, step * g.wq), dtype=x.dtype)
     if _use_im2col(g):
         w2 = w.reshape(out_c, -1)
     else:
         w_ij = xp.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(g.kh * g.kw, out_c, g.c)
     for n in range(g.n):
-        if _use_im2col(g):
-            xp.matmul(w2, _im2col(x_flat[n], g), out=acc)
-        else:
-            for k, off in enumerate(g.offsets()):
-                if k == 0:
-                    xp.matmul(w_ij[0], _cols(x_flat[n], off, g), out=acc)
-                else:  # acc += w[:, :, i, j] @ window, accumulated inside the GEMM
-                    matmul_accumulate(w_ij[k], _cols(x_flat[n], off, g), acc)
-        y[n] = acc.reshape(out_c, g.h_out, g.wq)[:, :, :g.w_out]
-    y += b[:, None, None]
+        for r0, r1 in chunks:
+            acc = buf[:, :(r1 - r0) * g.wq]
+            acc[...] = b[:, None]                           # start from the bias, then add every offset's product
+            if _use_im2col(g):
+                matmul_accumulate(w2, _im2col(x_flat[n], g, r0, r1), acc)
+            else:
+                for k, off in enumerate(g.offsets()):     # acc += w[:, :, i, j] @ window, inside the GEMM
+                    matmul_accumulate(w_ij[k], _cols(x_flat[n], off, g, r0, r1), acc)
+            y[n, :, r0:r1] = acc.reshape(out_c, r1 - r0, g.wq)[:, :, :g.w_out]
     return y, Conv2dCache(x_flat, w, g)
 
 
@@ -188,25 +202,27 @@ def conv2d_backward(dy, cache: Conv2dCache, need_dx: bool = True, need_dw: bool 
     db = dy.sum(axis=(0, 2, 3)) if need_dw else None
     if not (need_dx or need_dw):
         return None, None, None
-    # dy at the padded row length: zeros in the junk columns, so they add nothing to dw
-    dy_full = xp.zeros((out_c, g.h_out, g.wq), dtype=dy.dtype)
-    dy_flat = dy_full.reshape(out_c, g.length)
+    step, chunks = _row_chunks(g)
+    # dy at the padded row length: zeros in the junk columns (never written), so they add nothing to dw
+    dy_buf = xp.zeros((out_c, step * g.wq), dtype=dy.dtype)
     if need_dw:
         dw_ij = xp.zeros((g.kh * g.kw, out_c, g.c), dtype=w.dtype)
     w_ij = xp.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(g.kh * g.kw, g.c, out_c)  # w[:, :, i, j]^T
     for n in range(g.n):
-        dy_full[:, :, :g.w_out] = dy[n]
-        if need_dw and im2col:
-            matmul_accumulate(dy_flat, _im2col(x_flat[n], g).T, dw.reshape(out_c, -1))
-        for k, off in enumerate(g.offsets()):
-            if need_dw and not im2col:
-                matmul_accumulate(dy_flat, _cols(x_flat[n], off, g).T, dw_ij[k])
-            if need_dx:
-                window = _window(dx_flat[n], off, g)
-                if window.ndim == 2:
-                    matmul_accumulate(w_ij[k], dy_flat, window)
-                else:
-                    window += (w_ij[k] @ dy_flat).reshape(window.shape)
+        for r0, r1 in chunks:
+            dy_chunk = dy_buf[:, :(r1 - r0) * g.wq]
+            dy_chunk.reshape(out_c, r1 - r0, g.wq)[:, :, :g.w_out] = dy[n, :, r0:r1]
+            if need_dw and im2col:
+                matmul_accumulate(dy_chunk, _im2col(x_flat[n], g, r0, r1).T, dw.reshape(out_c, -1))
+            for k, off in enumerate(g.offsets()):
+                if need_dw and not im2col:
+                    matmul_accumulate(dy_chunk, _cols(x_flat[n], off, g, r0, r1).T, dw_ij[k])
+                if need_dx:
+                    window = _window(dx_flat[n], off, g, r0, r1)
+                    if window.ndim == 2:
+                        matmul_accumulate(w_ij[k], dy_chunk, window)
+                    else:
+                        window += (w_ij[k] @ dy_chunk).reshape(window.shape)
     if need_dw and not im2col:
         dw[...] = dw_ij.reshape(g.kh, g.kw, out_c, g.c).transpose(2, 3, 0, 1)
     dx = None

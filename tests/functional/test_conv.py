@@ -121,8 +121,23 @@ def test_conv_1x1_kernel_mixes_channels(F, xp):
     assert_exact(y, [[[[1, 2]], [[13, 14]], [[98, 98]]]])
 
 
+@pytest.fixture(params=["im2col", "offsets"])
+def gemm_path(request, monkeypatch):
+    """Run a test through both of the package's GEMM formulations (one im2col product, or one product per kernel
+    offset), with output-row chunks small enough that every layer uses several. These are speed choices: the numbers
+    must not depend on them."""
+    import minircnn.functional.conv as conv
+    monkeypatch.setattr(conv, "CHUNK_COLUMNS", 8)
+    if request.param == "im2col":
+        monkeypatch.setattr(conv, "IM2COL_MAX_ROWS", 10 ** 9)
+    else:
+        monkeypatch.setattr(conv, "IM2COL_MAX_ROWS", 0)
+        monkeypatch.setattr(conv, "IM2COL_MAX_COLUMNS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_conv_forward_matches_direct_loops(F, xp, case):
+def test_conv_forward_matches_direct_loops(F, xp, case, gemm_path):
     """The layer computes the same numbers as the textbook loop over output pixels, for every stride, padding,
     kernel shape and channel count in CASES."""
     n, c, h, w, out, kh, kw, stride, pad = case
@@ -142,21 +157,12 @@ def test_conv_images_are_independent(F, xp):
 
 # ------------------------------------------------------------------------------------------ gradient checks
 
-def test_conv_cases_cover_both_gemm_paths():
-    """Guard for this file: CASES include inputs on both sides of the package's im2col threshold
-    (C*kh*kw <= IM2COL_MAX_ROWS: one im2col GEMM; above it: one GEMM per kernel offset)."""
-    from minircnn.functional.conv import IM2COL_MAX_ROWS
-    rows = [c * kh * kw for (_, c, _, _, _, kh, kw, _, _) in (p.values[0] for p in CASES)]
-    assert min(rows) <= IM2COL_MAX_ROWS < max(rows)
-
-
 @pytest.mark.parametrize("case", CASES)
-def test_conv_gradients(F, xp, case):
+def test_conv_gradients(F, xp, case, gemm_path):
     """dx, dw and db from conv2d_backward match centred finite differences of sum(y * dy) (float64).
 
     Covers stride 1 and 2, pad 0, 1 and 2, odd map sizes (in "im2col-k3-s2-p0" no window reaches the last column,
-    whose dx must then be exactly 0), several images, 1x1 and non-square kernels, and both the few-channel (im2col)
-    and many-channel (one GEMM per kernel offset) paths.
+    whose dx must then be exactly 0), several images, 1x1 and non-square kernels, each through both GEMM paths.
     """
     n, c, h, w, out, kh, kw, stride, pad = case
     x, wt, b = (xp.asarray(a) for a in random_inputs(n, c, h, w, out, kh, kw, seed=2))
