@@ -1,8 +1,10 @@
 """Max pooling with Caffe's output-size rule (spec §2: ceil, so VGG16 maps 600 rows to 38 at conv5).
 
 Vectorised over the k×k window offsets: for offset (i, j) the candidates of every output cell form one strided view
-of the (padded) input, so the pooling is k*k elementwise maxima. The window offset that won is kept as the argmax
-(a "switch"); the backward routes each output gradient to that one input.
+of the (padded) input, so the pooling is k*k elementwise maxima. The backward routes each output gradient to the
+input that won its window (the "switch"), found by comparing each offset's view with the output in row-major order:
+the first equal one is the first maximum, which is the one Caffe's strict ``>`` keeps. Finding the switches in the
+backward instead of the forward keeps the forward (all that inference and frozen layers need) to the k*k maxima.
 """
 from __future__ import annotations
 
@@ -22,12 +24,12 @@ def pool_output_size(size: int, kernel: int, stride: int, pad: int) -> int:
 
 
 class MaxPoolCache(NamedTuple):
-    argmax: object      # (N, C, H_out, W_out) uint8 (int32 for k > 16): index i*k + j of the winning offset in its window
+    src: object         # (N, C, Hp, Wp) the input the windows were read from (padded with -inf where needed)
+    y: object           # (N, C, H_out, W_out) the output, i.e. each window's maximum
     x_shape: tuple
     kernel_size: int
     stride: int
     pad: int
-    padded_shape: tuple  # (H_in_padded, W_in_padded) of the buffer the windows were read from
 
 
 def _window_view(a, i, j, stride, h_out, w_out):
@@ -50,7 +52,7 @@ def max_pool2d_forward(x, kernel_size: int = 2, stride: int = 2, pad: int = 0):
 
     Returns:
         y: (N, C, H_out, W_out), sizes from :func:`pool_output_size`.
-        cache: the switches for :func:`max_pool2d_backward`.
+        cache: input and output, from which :func:`max_pool2d_backward` finds the switches.
     """
     check_array("x", x, 4, "(N, C, H, W)")
     k = check_positive_int("kernel_size", kernel_size, 1)
@@ -71,16 +73,11 @@ def max_pool2d_forward(x, kernel_size: int = 2, stride: int = 2, pad: int = 0):
         src[:, :, p:p + h, p:p + w] = x
 
     y = _window_view(src, 0, 0, s, h_out, w_out).copy()
-    argmax = xp.zeros(y.shape, dtype=xp.uint8 if k * k <= 256 else xp.int32)
     for i in range(k):
         for j in range(k):
-            if i == j == 0:
-                continue
-            v = _window_view(src, i, j, s, h_out, w_out)
-            better = v > y  # strict: on ties the earlier offset keeps the win
-            xp.copyto(y, v, where=better)
-            argmax[better] = i * k + j
-    return y, MaxPoolCache(argmax, tuple(x.shape), k, s, p, (hp, wp))
+            if i or j:
+                xp.maximum(y, _window_view(src, i, j, s, h_out, w_out), out=y)
+    return y, MaxPoolCache(src, y, tuple(x.shape), k, s, p)
 
 
 def max_pool2d_backward(dy, cache: MaxPoolCache):
@@ -92,14 +89,17 @@ def max_pool2d_backward(dy, cache: MaxPoolCache):
     Returns:
         dx: (N, C, H, W).
     """
-    argmax, (n, c, h, w), k, s, p, (hp, wp) = cache
-    if tuple(dy.shape) != tuple(argmax.shape):
-        raise ValueError(f"dy must have shape {tuple(argmax.shape)} (N, C, H_out, W_out), got {tuple(dy.shape)}")
+    src, y, (n, c, h, w), k, s, p = cache
+    if tuple(dy.shape) != tuple(y.shape):
+        raise ValueError(f"dy must have shape {tuple(y.shape)} (N, C, H_out, W_out), got {tuple(dy.shape)}")
     xp = get_array_module(dy)
-    h_out, w_out = argmax.shape[2:]
-    dx_pad = xp.zeros((n, c, hp, wp), dtype=dy.dtype)
+    h_out, w_out = y.shape[2:]
+    dx_pad = xp.zeros(src.shape, dtype=dy.dtype)
+    unclaimed = xp.ones(y.shape, dtype=bool)
     zero = dy.dtype.type(0)
-    for i in range(k):
+    for i in range(k):            # row-major over the window: the first input equal to the max is the switch
         for j in range(k):
-            _window_view(dx_pad, i, j, s, h_out, w_out)[...] += xp.where(argmax == i * k + j, dy, zero)
+            switch = (_window_view(src, i, j, s, h_out, w_out) == y) & unclaimed
+            _window_view(dx_pad, i, j, s, h_out, w_out)[...] += xp.where(switch, dy, zero)
+            unclaimed &= ~switch
     return xp.ascontiguousarray(dx_pad[:, :, p:p + h, p:p + w])
