@@ -8,14 +8,15 @@ plus one column; then likewise for rows), so each distinct bin size costs about 
 the map. The map is kept channels-last, so reading a bin's answer copies one contiguous row of C values.
 
 Max and argmax come from one reduction: each float is mapped to an integer key of the same order and packed with
-its flat position into one int64, ``key << 32 | (H*W - 1 - position)``. The largest packed number is the largest
+its flat position into one int64, ``key << 32 | (2**32 - 1 - position)``. The largest packed number is the largest
 value and, among equal values, the smallest position -- the original layer's "first maximum in row-major order".
 """
 from __future__ import annotations
 
 import numpy as np
 
-ROIS_PER_CHUNK = 64   # output cells decoded per step: 64 RoIs x 49 bins x C int64 stays small
+ROIS_PER_CHUNK = 128      # output cells gathered and decoded per step
+CHANNELS_PER_BLOCK = 64   # channels whose window-maximum tables are built together (they stay in the L2 cache)
 
 
 def order_keys(x):
@@ -56,7 +57,8 @@ def _unpack_into(rows, y, argmax, x_cl, rows_b):
     argmax -1, which is what an empty bin outputs.
     """
     k, c, ph, pw = y.shape
-    words = rows.view(np.int32).reshape(k, ph, pw, c, 2).transpose(0, 3, 1, 2, 4)
+    cells_last = np.ascontiguousarray(rows.reshape(k, ph * pw, c).transpose(0, 2, 1))    # (k, C, ph*pw) int64
+    words = cells_last.view(np.int32).reshape(k, c, ph, pw, 2)
     low, high = (0, 1) if np.little_endian else (1, 0)
     np.invert(words[..., low], out=argmax)
     if x_cl.dtype == np.float32:
@@ -92,25 +94,37 @@ def roi_pool_forward_cpu(x, bins, output_size):
         return np.broadcast_to(a, (r_count, ph, pw)).reshape(r_count, ph * pw)
     bh = per_cell((bins.hend - bins.hstart)[:, :, None])
     bw = per_cell((bins.wend - bins.wstart)[:, None, :])
-    h_at = per_cell(bins.hstart[:, :, None])
-    w_at = per_cell(bins.wstart[:, None, :])
-    b_at = per_cell(bins.batch[:, None, None])
-    tables = _window_max_tables(packed, np.unique(np.stack([bh, bw], -1).reshape(-1, 2), axis=0))
+    b_at, h_at, w_at = (per_cell(bins.batch[:, None, None]), per_cell(bins.hstart[:, :, None]),
+                        per_cell(bins.wstart[:, None, :]))
+    size_code = np.unique(bh * (w + 1) + bw)                                   # distinct (height, width) pairs
+    sizes = np.stack([size_code // (w + 1), size_code % (w + 1)], axis=1)
+
+    # which cells of each chunk of RoIs read which table, and where: worked out once, used for every channel block
+    plan = []
+    for lo in range(0, r_count, ROIS_PER_CHUNK):
+        hi = min(lo + ROIS_PER_CHUNK, r_count)
+        size_lo = bh[lo:hi].ravel() * (w + 1) + bw[lo:hi].ravel()
+        reads = []
+        for code in np.unique(size_lo):
+            cells = np.flatnonzero(size_lo == code)
+            reads.append((divmod(int(code), w + 1), cells,
+                          (b_at[lo:hi].ravel()[cells], h_at[lo:hi].ravel()[cells], w_at[lo:hi].ravel()[cells])))
+        empty = (bh[lo:hi] == 0).ravel() | (bw[lo:hi] == 0).ravel()
+        plan.append((lo, hi, reads, empty))
 
     y = np.empty((r_count, c, ph, pw), dtype=x.dtype)
     argmax = np.empty((r_count, c, ph, pw), dtype=np.int32)
-    buf = np.empty((min(ROIS_PER_CHUNK, r_count) * ph * pw, c), dtype=np.int64)
-    for lo in range(0, r_count, ROIS_PER_CHUNK):
-        hi = min(lo + ROIS_PER_CHUNK, r_count)
-        size = (bh[lo:hi].ravel(), bw[lo:hi].ravel())
-        corner = (b_at[lo:hi].ravel(), h_at[lo:hi].ravel(), w_at[lo:hi].ravel())
-        rows = buf[:size[0].shape[0]]
-        for (j, k), table in tables.items():
-            cells = np.flatnonzero((size[0] == j) & (size[1] == k))
-            if cells.size:
-                rows[cells] = table[corner[0][cells], corner[1][cells], corner[2][cells]]
-        rows[(size[0] == 0) | (size[1] == 0)] = 0                              # empty bins: 0, argmax -1
-        _unpack_into(rows, y[lo:hi], argmax[lo:hi], x_cl, corner[0])
+    buf = np.empty((min(ROIS_PER_CHUNK, r_count) * ph * pw, min(CHANNELS_PER_BLOCK, c)), dtype=np.int64)
+    for c0 in range(0, c, CHANNELS_PER_BLOCK):   # a block's tables fit in cache, so building them is fast
+        c1 = min(c0 + CHANNELS_PER_BLOCK, c)
+        tables = _window_max_tables(np.ascontiguousarray(packed[..., c0:c1]), sizes)
+        for lo, hi, reads, empty in plan:
+            rows = buf[:(hi - lo) * ph * pw, :c1 - c0]
+            for size, cells, corner in reads:
+                if size in tables:
+                    rows[cells] = tables[size][corner]
+            rows[empty] = 0                                                   # empty bins: 0, argmax -1
+            _unpack_into(rows, y[lo:hi, c0:c1], argmax[lo:hi, c0:c1], x_cl[..., c0:c1], b_at[lo:hi].ravel())
     if x.dtype == np.float32 and np.signbit(x[x == 0]).any():
         # keys merged -0.0 into +0.0; give zero outputs the sign of the element that won, as the original does
         idx = np.nonzero((y == 0) & (argmax >= 0))
