@@ -25,10 +25,11 @@ from typing import Optional
 import numpy as np
 
 from ..backend import get_array_module
-from ..boxes import encode, iou
+from ..boxes import clip_boxes, encode, iou
 from .transforms import flip_boxes
 
-__all__ = ["RoidbEntry", "build_roidb", "append_flipped", "compute_targets", "unnormalize_deltas"]
+__all__ = ["RoidbEntry", "build_roidb", "roidb_from_dataset", "append_flipped", "compute_targets",
+           "unnormalize_deltas"]
 
 #: Rows whose max IoU with a ground-truth box reaches this get regression targets (``TRAIN.BBOX_THRESH``, spec §4).
 BBOX_THRESH = 0.5
@@ -160,6 +161,28 @@ def build_roidb(gt_boxes_list, gt_labels_list, proposals_list, image_sizes, num_
             raise ValueError(f"gt_labels_list[{i}] must lie in [1, {num_classes}), got {labels.tolist()}")
         roidb.append(_entry(i, height, width, gt, labels, props))
     return roidb
+
+
+def roidb_from_dataset(dataset, proposals_list):
+    """:func:`build_roidb` for a dataset with VOCDataset's annotation API (no image is decoded).
+
+    Proposals are clipped to their image first (selective search and proposal files can overshoot by a pixel).
+
+    Args:
+        dataset: has ``len()``, ``annotation(i)`` (with ``boxes``, ``labels``, ``height``, ``width``) and
+            ``num_classes`` (background included), e.g. :class:`minircnn.data.VOCDataset`.
+        proposals_list: per image of the dataset, (p_i, 4) proposals ``(x1, y1, x2, y2)``.
+
+    Returns:
+        list of :class:`RoidbEntry`, as :func:`build_roidb`.
+    """
+    if len(proposals_list) != len(dataset):
+        raise ValueError(f"proposals_list has {len(proposals_list)} entries but the dataset has {len(dataset)} images")
+    notes = [dataset.annotation(i) for i in range(len(dataset))]
+    sizes = [(a.height, a.width) for a in notes]
+    proposals = [clip_boxes(np.asarray(p, dtype=np.float32).reshape(-1, 4), size)
+                 for p, size in zip(proposals_list, sizes)]
+    return build_roidb([a.boxes for a in notes], [a.labels for a in notes], proposals, sizes, dataset.num_classes)
 
 
 def append_flipped(roidb):

@@ -174,3 +174,25 @@ def test_statistics_are_safe_to_divide():
     np.testing.assert_array_equal(means, 0)
     np.testing.assert_array_equal(stds, 1)
     assert np.isfinite(entry.bbox_targets).all()
+
+
+def test_roidb_from_dataset_reads_annotations_and_clips_proposals(tmp_path):
+    """From a generated VOC-format dataset: one entry per image, its ground truth first (labels >= 1, max overlap 1),
+    and proposals that poke outside the image clipped to it rather than rejected."""
+    from minircnn.data.roidb import roidb_from_dataset
+    from minircnn.data.shapes import generate_shapes_dataset
+    from minircnn.data.voc import VOCDataset
+    root = generate_shapes_dataset(tmp_path / "shapes", seed=1, trainval=3, test=1, progress=False)
+    dataset = VOCDataset(root, "trainval")
+    proposals = [np.array([[-5.0, -5.0, 20.0, 20.0], [10.0, 10.0, 1e4, 1e4]]) for _ in range(len(dataset))]
+    roidb = roidb_from_dataset(dataset, proposals)
+    assert len(roidb) == 3
+    for i, entry in enumerate(roidb):
+        note = dataset.annotation(i)
+        g = len(note.boxes)
+        np.testing.assert_array_equal(entry.boxes[:g], note.boxes)
+        np.testing.assert_array_equal(entry.max_overlaps[:g], 1)
+        assert entry.boxes[g:, :2].min() >= 0
+        assert entry.boxes[g:, 2].max() <= note.width - 1 and entry.boxes[g:, 3].max() <= note.height - 1
+    with pytest.raises(ValueError, match="proposals_list has 1 entries but the dataset has 3"):
+        roidb_from_dataset(dataset, proposals[:1])
