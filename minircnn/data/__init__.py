@@ -1,2 +1,21 @@
 """The input side of Fast R-CNN: datasets (VOC format and the built-in one), region proposals, image preparation,
-the roidb with regression targets, and the hierarchical mini-batch sampler."""
+the roidb with regression targets, and the hierarchical mini-batch sampler.
+
+The pipeline, stage by stage (each module is one stage)::
+
+    voc.py / shapes.py   images, ground-truth boxes, labels, difficult flags
+    proposals.py         candidate boxes per image (selective search, dense boxes, or a proposal file)
+    roidb.py             ground truth + proposals, their overlaps, normalised regression targets
+    transforms.py        scaling, flipping, preprocessing, batching into a blob
+    sampler.py           N images x R/N RoIs per SGD step, 25% foreground
+"""
+from .roidb import (RoidbEntry, append_flipped, build_roidb, compute_targets, roidb_from_dataset,
+                    unnormalize_deltas)
+from .sampler import MiniBatch, SamplerConfig, batch_order, get_minibatch, iterate_minibatches, sample_rois
+from .shapes import CLASS_NAMES as SHAPES_CLASS_NAMES
+from .shapes import (ShapesImage, default_shapes_root, ensure_shapes_dataset, generate_shapes_dataset,
+                     render_shapes_image)
+from .transforms import (CAFFE_VGG16, PLAIN, PREPROCESSING_PRESETS, TORCHVISION, Preprocessing, flip_boxes,
+                         flip_image, image_pyramid, images_to_blob, prepare_image, pyramid_rois, resize_bilinear,
+                         scale_for, scaled_size)
+from .voc import VOC_CLASS_NAMES, VOCAnnotation, VOCAnnotationWarning, VOCDataset, VOCFormatError, VOCItem
