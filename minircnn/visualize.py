@@ -23,11 +23,13 @@ def _new_axes(figsize=None):
 
 
 def _class_name(class_names, label):
+    """The name of class id ``label``: a sequence holds the foreground names (id k is ``class_names[k - 1]``, the
+    datasets' convention, e.g. ``VOCDataset.class_names``); a dict maps ids to names."""
     if class_names is None:
         return str(label)
     if isinstance(class_names, Mapping):
         return str(class_names.get(label, label))
-    return str(class_names[label]) if 0 <= label < len(class_names) else str(label)
+    return str(class_names[label - 1]) if 1 <= label <= len(class_names) else str(label)
 
 
 def draw_boxes(image, boxes, labels=None, scores=None, class_names=None, ax=None, score_thresh=None,
@@ -43,7 +45,8 @@ def draw_boxes(image, boxes, labels=None, scores=None, class_names=None, ax=None
         boxes: (N, 4) float array, boxes ``(x1, y1, x2, y2)`` in the image's pixel coordinates.
         labels: (N,) int array of class ids, or None. Each class gets its own colour.
         scores: (N,) float array of confidences, or None.
-        class_names: sequence indexed by class id (entry 0 = background) or a dict id -> name; None shows ids.
+        class_names: the foreground class names (id k is ``class_names[k - 1]``, like ``VOCDataset.class_names``)
+            or a dict id -> name; None shows ids.
         ax: matplotlib Axes to draw into; None makes a new figure.
         score_thresh: if given, only boxes with a score >= score_thresh are drawn (needs ``scores``).
         linewidth: box edge width in points.
@@ -149,7 +152,7 @@ def plot_precision_recall_curves(precision, recall, class_names=None, ap=None, a
     Args:
         precision: list indexed by class id of (D_k,) float arrays or None (as returned by ``precision_recall``).
         recall: list of the same length; None entries (background, classes without ground truth) are skipped.
-        class_names: sequence or dict naming the class ids, for the legend.
+        class_names: foreground names (id k is ``class_names[k - 1]``) or a dict id -> name, for the legend.
         ap: (K,) float array of per-class APs (``eval_detection_voc(...)["ap"]``), for the legend.
         ax: matplotlib Axes to draw into; None makes a new figure.
 

@@ -28,7 +28,7 @@ def test_draw_boxes_rectangles_and_captions(tmp_path):
     image = np.zeros((40, 60, 3), dtype=np.uint8)
     boxes = np.array([[2, 3, 11, 8], [20, 10, 39, 29]], dtype=np.float32)
     ax = draw_boxes(image, boxes, labels=np.array([1, 2]), scores=np.array([0.9, 0.25]),
-                    class_names=["__background__", "cat", "dog"])
+                    class_names=["cat", "dog"])
     rects = rectangles(ax)
     assert len(rects) == 2
     assert rects[0].get_xy() == (1.5, 2.5) and rects[0].get_width() == 10 and rects[0].get_height() == 6
