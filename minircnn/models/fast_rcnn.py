@@ -1,0 +1,260 @@
+"""The Fast R-CNN detector (paper Fig. 1): backbone convs -> RoI pool -> fc6 -> fc7 -> two sibling heads.
+
+Forward, for N images and R RoIs::
+
+    images (N, 3, H, W) --convs--> features (N, C, H/16, W/16)
+    features, rois (R, 5) --roi_pool5--> (R, C, 7, 7) --fc6, relu6, drop6, fc7, relu7, drop7--> (R, fc_width)
+        --cls_score--> scores (R, K+1)         class scores (softmax gives p, paper Sec. 2.3)
+        --bbox_pred--> deltas (R, 4(K+1))      per-class box regression, class-major [4k + (dx, dy, dw, dh)]
+
+Loss (paper Eq. 1): ``L = L_cls(p, u) + lambda [u >= 1] L_loc(t^u, v)`` with lambda = 1. The backward is written
+out below in the reverse order of the forward; the only place two gradients meet is fc7's output, which feeds both
+heads, so their input gradients add.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import functional as F
+from ..backend import get_array_module
+from ..nn import Dropout, Linear, Network, ReLU, RoIPool, gaussian_, he_normal_, plan_backward
+from .backbones import FC_LAYERS, BackboneSpec, build_backbone, get_spec
+
+CLS_SCORE_STD = 0.01     # Gaussian init of the heads, biases 0 (spec §2)
+BBOX_PRED_STD = 0.001
+
+
+class LossTerms(NamedTuple):
+    """The multi-task loss and its two terms (floats)."""
+    total: float
+    cls: float
+    bbox: float
+
+
+def bbox_loss_weights(labels, num_classes: int, dtype=np.float32):
+    """The ``[u >= 1]`` of Eq. 1 as 0/1 weights: 1 on the 4 columns ``4u .. 4u+3`` of each RoI's class u >= 1.
+
+    Args:
+        labels: (R,) int, class of each RoI (0 = background).
+        num_classes: K + 1.
+
+    Returns:
+        (R, 4 * num_classes) array of 0 and 1 (NumPy or CuPy, like labels).
+    """
+    xp = get_array_module(labels)
+    w = xp.zeros((labels.shape[0], num_classes, 4), dtype=dtype)
+    fg = xp.flatnonzero(labels > 0)
+    w[fg, labels[fg]] = 1
+    return w.reshape(labels.shape[0], 4 * num_classes)
+
+
+def multitask_loss(scores, deltas, labels, bbox_targets, bbox_weights=None, bbox_loss_weight: float = 1.0):
+    """Fast R-CNN's loss (paper Eq. 1-3; normalisation of the original layers, spec §3 and §14.8).
+
+    ``L_cls`` is the softmax log loss averaged over the R RoIs. ``L_loc`` is smooth L1 over the 4 columns of each
+    foreground RoI's class, summed and divided by R (all RoIs, not just the foreground ones).
+
+    Args:
+        scores: (R, K+1) floating, class scores.
+        deltas: (R, 4(K+1)), predicted regression values.
+        labels: (R,) int, class u of each RoI, 0 for background.
+        bbox_targets: (R, 4(K+1)), normalised targets in the 4 columns of the RoI's class (others ignored).
+        bbox_weights: (R, 4(K+1)) 0/1, or None for :func:`bbox_loss_weights` of ``labels``.
+        bbox_loss_weight: lambda.
+
+    Returns:
+        terms: :class:`LossTerms` (total, cls, bbox); total = cls + lambda * bbox.
+        dscores: (R, K+1) gradient of the total loss with respect to scores.
+        ddeltas: (R, 4(K+1)) gradient of the total loss with respect to deltas.
+    """
+    xp = get_array_module(scores)
+    labels = xp.asarray(labels)
+    if deltas.shape != (scores.shape[0], 4 * scores.shape[1]):
+        raise ValueError(f"deltas must have shape {(scores.shape[0], 4 * scores.shape[1])} (R, 4(K+1)) for scores "
+                         f"of shape {tuple(scores.shape)}, got {tuple(deltas.shape)}")
+    loss_cls, dscores = F.softmax_cross_entropy(scores, labels)          # also checks the labels
+    if bbox_weights is None:
+        bbox_weights = bbox_loss_weights(labels, scores.shape[1], deltas.dtype)
+    loss_bbox, ddeltas = F.smooth_l1_loss(deltas, xp.asarray(bbox_targets, dtype=deltas.dtype),
+                                          xp.asarray(bbox_weights, dtype=deltas.dtype))
+    if bbox_loss_weight != 1.0:
+        ddeltas *= deltas.dtype.type(bbox_loss_weight)
+    return LossTerms(loss_cls + bbox_loss_weight * loss_bbox, loss_cls, loss_bbox), dscores, ddeltas
+
+
+def softmax(scores):
+    """Row-wise softmax of (R, K+1) scores: the class probabilities p of the paper (``cls_prob`` at test time)."""
+    xp = get_array_module(scores)
+    e = xp.exp(scores - scores.max(axis=1, keepdims=True))
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+def _add(a, b):
+    """a + b where either may be None (no gradient)."""
+    if a is None or b is None:
+        return b if a is None else a
+    a += b
+    return a
+
+
+class FastRCNN(Network):
+    """The detector. Parameter names follow the paper's prototxt: ``conv3_1.weight``, ``fc6.bias``, ``bbox_pred.bias``.
+
+    Args:
+        spec: the backbone architecture (:mod:`minircnn.models.backbones`).
+        num_classes: number of classes **including background**, K + 1 (21 for PASCAL VOC).
+        seed: seeds the initial weights and, separately, the dropout masks.
+        dtype: parameter dtype (float32; float64 for gradient checks).
+        init: False leaves every weight at zero, to be loaded from a file (no random draws, no memory touched).
+
+    Attributes:
+        backbone: :class:`~minircnn.nn.Sequential` of the convs, ReLUs and pools.
+        roi_pool5, fc6, relu6, drop6, fc7, relu7, drop7, cls_score, bbox_pred: the head's layers.
+        dropout_rng: the ``numpy.random.Generator`` of the dropout masks (its state belongs in a checkpoint).
+
+    A checkpoint needs :meth:`state_dict`, :attr:`config` and ``dropout_rng.bit_generator.state`` (restore it by
+    assigning it back: every dropout layer shares that one generator).
+    """
+
+    def __init__(self, spec: BackboneSpec, num_classes: int, seed: int = 0, dtype=np.float32, init: bool = True):
+        if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
+            raise ValueError(f"num_classes counts background too and must be an integer >= 2, got {num_classes!r}")
+        num_classes = int(num_classes)
+        init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
+        rng = np.random.default_rng(init_seq) if init else None
+        self.spec, self.num_classes = spec, num_classes
+        self.backbone = build_backbone(spec, dtype, rng)
+        fc_in = spec.out_channels * spec.roi_size ** 2
+        self.roi_pool5 = RoIPool("roi_pool5", spec.roi_size, spatial_scale=1.0 / self.backbone.stride)
+        self.fc6, self.relu6, self.drop6 = (Linear("fc6", fc_in, spec.fc_width, dtype), ReLU("relu6"),
+                                            Dropout("drop6", spec.dropout))
+        self.fc7, self.relu7, self.drop7 = (Linear("fc7", spec.fc_width, spec.fc_width, dtype), ReLU("relu7"),
+                                            Dropout("drop7", spec.dropout))
+        self.cls_score = Linear("cls_score", spec.fc_width, num_classes, dtype)
+        self.bbox_pred = Linear("bbox_pred", spec.fc_width, 4 * num_classes, dtype)
+        if init:
+            he_normal_(self.fc6, rng)
+            he_normal_(self.fc7, rng)
+            gaussian_(self.cls_score, CLS_SCORE_STD, rng)
+            gaussian_(self.bbox_pred, BBOX_PRED_STD, rng)
+        self.trunk = [self.roi_pool5, self.fc6, self.relu6, self.drop6, self.fc7, self.relu7, self.drop7]
+        self.heads = [self.cls_score, self.bbox_pred]
+        super().__init__(self.backbone.layers + self.trunk + self.heads)
+        self.freeze(name for name in spec.frozen if name in FC_LAYERS)
+        self.set_dropout_rng(np.random.default_rng(dropout_seq))
+        self._loss_grads = None
+
+    @property
+    def config(self) -> dict:
+        """``{"num_classes": K+1, "spec": {...}}`` with the current frozen flags: enough to rebuild the model."""
+        frozen = tuple(layer.name for layer in self.layers if layer.params and layer.frozen)
+        return {"num_classes": self.num_classes, "spec": self.spec.with_overrides(frozen=frozen).to_dict()}
+
+    @classmethod
+    def from_config(cls, config: dict, seed: int = 0, dtype=np.float32, init: bool = True) -> "FastRCNN":
+        """Rebuild a model from its :attr:`config` (e.g. read back from a checkpoint)."""
+        return cls(BackboneSpec.from_dict(config["spec"]), config["num_classes"], seed=seed, dtype=dtype, init=init)
+
+    def feature_map_size(self, height: int, width: int) -> tuple:
+        """(H, W) of the last conv's map for an image blob of height x width (VGG16: 600x800 -> 38x50)."""
+        return self.backbone.output_shape((1, self.spec.in_channels, height, width))[2:]
+
+    def _plan_backward(self):
+        """Set every layer's need_dx from the frozen flags (see :func:`~minircnn.nn.plan_backward`)."""
+        upstream = plan_backward(self.backbone.layers)
+        upstream = plan_backward(self.trunk, upstream)
+        for head in self.heads:                  # siblings: each one's input is fc7's output, not the other head's
+            head.need_dx = upstream
+
+    # ------------------------------------------------------------------------------------------- forward
+    def forward(self, images, rois, train: bool = True):
+        """Scores and box deltas of every RoI.
+
+        Args:
+            images: (N, 3, H, W) the preprocessed image blob (moved to the model's device and dtype if needed).
+            rois: (R, 5) ``(batch_index, x1, y1, x2, y2)`` in blob pixels, 0-based inclusive corners.
+            train: training mode (dropout on, caches kept for :meth:`backward`); False for inference.
+
+        Returns:
+            scores: (R, K+1), class scores before the softmax.
+            deltas: (R, 4(K+1)), box regression outputs, class-major.
+        """
+        xp = self.xp
+        images = xp.asarray(images, dtype=self.dtype)
+        self._plan_backward()
+        features = self.backbone.forward(images, train=train)
+        return self.head_forward(features, xp.asarray(rois), train=train)
+
+    def head_forward(self, features, rois, train: bool = True):
+        """From the conv feature map (N, C, h, w) and the RoIs to (scores, deltas): RoI pool, fc6, fc7, heads."""
+        self._plan_backward()
+        x = self.roi_pool5.forward(features, rois, train=train)
+        x = self.fc6.forward(x, train=train)
+        x = self.relu6.forward(x, train=train)
+        x = self.drop6.forward(x, train=train)
+        x = self.fc7.forward(x, train=train)
+        x = self.relu7.forward(x, train=train)
+        x = self.drop7.forward(x, train=train)
+        return self.cls_score.forward(x, train=train), self.bbox_pred.forward(x, train=train)
+
+    def predict(self, images, rois):
+        """Test-time outputs: class probabilities (R, K+1) (softmax, ``cls_prob``) and deltas (R, 4(K+1))."""
+        scores, deltas = self.forward(images, rois, train=False)
+        return softmax(scores), deltas
+
+    # --------------------------------------------------------------------------------------- loss, backward
+    def loss(self, scores, deltas, labels, bbox_targets, bbox_weights=None, bbox_loss_weight: float = 1.0):
+        """:func:`multitask_loss` of the outputs; remembers its gradients for :meth:`backward`.
+
+        Returns:
+            :class:`LossTerms` (total, cls, bbox).
+        """
+        xp = self.xp
+        terms, dscores, ddeltas = multitask_loss(scores, deltas, xp.asarray(labels), bbox_targets, bbox_weights,
+                                                 bbox_loss_weight)
+        self._loss_grads = (dscores, ddeltas)
+        return terms
+
+    def backward(self, dscores=None, ddeltas=None):
+        """Backpropagate through the whole model, filling every trainable layer's ``grads``.
+
+        Args:
+            dscores: (R, K+1) gradient of the loss with respect to scores; default: from the last :meth:`loss`.
+            ddeltas: (R, 4(K+1)) likewise for deltas.
+        """
+        if dscores is None and ddeltas is None:
+            if self._loss_grads is None:
+                raise RuntimeError("backward() without gradients needs a loss() after the forward")
+            (dscores, ddeltas), self._loss_grads = self._loss_grads, None
+        dfeatures = self.head_backward(dscores, ddeltas)
+        self.backbone.backward(dfeatures)
+
+    def head_backward(self, dscores, ddeltas):
+        """The head's backward; returns the gradient of the conv feature map (N, C, h, w), or None if not needed."""
+        d = _add(self.cls_score.backward(dscores), self.bbox_pred.backward(ddeltas))   # both heads read fc7's output
+        d = self.drop7.backward(d)
+        d = self.relu7.backward(d)
+        d = self.fc7.backward(d)
+        d = self.drop6.backward(d)
+        d = self.relu6.backward(d)
+        d = self.fc6.backward(d)
+        return self.roi_pool5.backward(d)         # each cell's gradient goes to the input its bin picked (Eq. 4)
+
+
+def build_model(name: str, num_classes: int, seed: int = 0, dtype=np.float32, init: bool = True,
+                **overrides) -> FastRCNN:
+    """A Fast R-CNN detector with a registered backbone.
+
+    Args:
+        name: ``"tiny"`` or ``"vgg16"``.
+        num_classes: classes including background (K + 1).
+        seed: initialisation and dropout seed.
+        dtype: parameter dtype.
+        init: False: all-zero weights, to be loaded (cheap even for VGG16's 138M parameters).
+        **overrides: backbone settings, e.g. ``channels=(8, 16, 32, 64, 64)``, ``roi_size=5``, ``fc_width=256``,
+            ``frozen=("conv1",)``, ``dropout=0.25`` (see :class:`~minircnn.models.backbones.BackboneSpec`).
+    """
+    return FastRCNN(get_spec(name, **overrides), num_classes, seed=seed, dtype=dtype, init=init)

@@ -1,0 +1,204 @@
+"""Containers of layers: :class:`Sequential` (a chain, e.g. a conv backbone) and :class:`Network` (a whole model).
+
+A network knows its layers in forward order and gives the rest of the package what it needs from a model:
+dotted parameter names (``conv3_1.weight``), references for the solver (:meth:`Network.parameters`), checkpoints as
+flat ``{name: array}`` dicts (:meth:`Network.state_dict` / :meth:`Network.load_state_dict`), frozen flags, and a
+move to the GPU and back.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import asnumpy, get_array_module, to_device
+from .layers import Dropout
+from .module import Module, Param
+
+
+class StateDictError(ValueError):
+    """A checkpoint or weight file does not fit the model (names or shapes); the message names the file and layer."""
+
+
+def plan_backward(layers, upstream_trainable: bool = False) -> bool:
+    """Decide which layers of a chain need the gradient of their input.
+
+    A layer needs ``dx`` only if some trainable layer lies *before* it (it is on the way back to that layer).
+    The first trainable layer therefore computes only its parameter gradients (the network's first conv never
+    computes the image gradient; VGG16's conv3_1 computes no ``dx`` for the frozen conv2_2), and the layers before
+    it run no backward at all and keep no cache.
+
+    Args:
+        layers: the chain's modules in forward order; their ``need_dx`` is set.
+        upstream_trainable: whether a trainable layer lies before the chain.
+
+    Returns:
+        Whether a trainable layer lies in or before the chain (i.e. whether the chain's output needs a gradient).
+    """
+    for layer in layers:
+        layer.need_dx = upstream_trainable
+        upstream_trainable = upstream_trainable or layer.trainable
+    return upstream_trainable
+
+
+class Sequential:
+    """A chain of single-input layers, run in order forward and in reverse backward.
+
+    Args:
+        layers: modules in forward order.
+    """
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+
+    def forward(self, x, train: bool = True):
+        """x -> the last layer's output (every layer keeps its cache if ``train`` and it will run a backward)."""
+        for layer in self.layers:
+            x = layer.forward(x, train=train)
+        return x
+
+    def backward(self, dy):
+        """The chain's backward: from the gradient of its output to that of its input (None when not needed).
+
+        Stops as soon as no gradient flows further back (before the first trainable layer).
+        """
+        for layer in reversed(self.layers):
+            if dy is None:
+                break
+            dy = layer.backward(dy)
+        return dy
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        """The output shape for an input of ``input_shape``, e.g. VGG16's conv5_3 for a 600x800 image: 38x50."""
+        for layer in self.layers:
+            input_shape = layer.output_shape(input_shape)
+        return tuple(input_shape)
+
+    @property
+    def stride(self) -> int:
+        """Total stride: input pixels per output cell (16 for both backbones: four stride-2 pools)."""
+        s = 1
+        for layer in self.layers:
+            s *= getattr(layer, "stride", 1)
+        return s
+
+
+class Network:
+    """A model as a list of named layers in forward order (subclasses write forward and backward).
+
+    Args:
+        layers: every module of the model, in forward order; names must be unique.
+    """
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+        self._by_name = {}
+        for layer in self.layers:
+            if not isinstance(layer, Module):
+                raise TypeError(f"expected Module instances, got {type(layer).__name__}")
+            if layer.name in self._by_name:
+                raise ValueError(f"two layers are named {layer.name!r}")
+            self._by_name[layer.name] = layer
+
+    def __getitem__(self, name: str) -> Module:
+        """The layer called ``name`` (``model["conv3_1"]``)."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no layer named {name!r}; layers: {', '.join(self._by_name)}") from None
+
+    # ------------------------------------------------------------------------------------------- parameters
+    def parameters(self) -> list:
+        """Every parameter as a :class:`~minircnn.nn.module.Param` (frozen ones included), in forward order."""
+        return [Param(f"{m.name}.{key}", m, key) for m in self.layers for key in m.params]
+
+    def gradients(self) -> dict:
+        """``{name: gradient}`` of the last backward (trainable parameters only)."""
+        return {p.name: p.grad for p in self.parameters() if p.grad is not None}
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(int(p.value.size) for p in self.parameters() if not (trainable_only and p.frozen))
+
+    def freeze(self, names, frozen: bool = True) -> None:
+        """Set the frozen flag of the named layers (e.g. ``["conv1_1", "conv1_2"]``)."""
+        for name in names:
+            self[name].frozen = frozen
+
+    def set_dropout_rng(self, rng) -> None:
+        """Make every dropout layer draw its masks from the ``numpy.random.Generator`` ``rng``."""
+        self.dropout_rng = rng
+        for layer in self.layers:
+            if isinstance(layer, Dropout):
+                layer.rng = rng
+
+    @property
+    def dtype(self):
+        return self.parameters()[0].value.dtype
+
+    @property
+    def xp(self):
+        """The array module the parameters live in (numpy or cupy)."""
+        return get_array_module(self.parameters()[0].value)
+
+    def to(self, device: str):
+        """Move every parameter to ``"cpu"`` or ``"gpu"`` (gradients and caches are dropped). Returns self."""
+        for layer in self.layers:
+            layer.params = {k: to_device(v, device) for k, v in layer.params.items()}
+            layer.grads, layer.cache = {}, None
+        return self
+
+    def astype(self, dtype):
+        """Cast every parameter to ``dtype`` (float64 for gradient checks). Returns self."""
+        for layer in self.layers:
+            layer.params = {k: v.astype(dtype, copy=False) for k, v in layer.params.items()}
+            layer.grads, layer.cache = {}, None
+        return self
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """``{"conv3_1.weight": array, ...}``: host (NumPy) copies of every parameter, frozen ones included."""
+        return {p.name: np.array(asnumpy(p.value), copy=True) for p in self.parameters()}
+
+    def load_state_dict(self, state, strict: bool = True, source: str = "state_dict"):
+        """Copy parameters from a flat ``{name: array}`` dict into the model, in place (dtype cast, device kept).
+
+        Args:
+            state: mapping from dotted parameter names to arrays (e.g. an ``np.load``-ed ``.npz``).
+            strict: require exactly the model's names. With False, names the model lacks are ignored and
+                parameters the state lacks keep their values (e.g. loading a backbone into a detector).
+            source: what ``state`` came from (a file name), used in error messages.
+
+        Returns:
+            (missing, unexpected): sorted lists of names in the model but not in ``state`` and vice versa.
+
+        Raises:
+            StateDictError: a shape differs (every mismatch is listed, by layer), or, when strict, names differ.
+        """
+        params = {p.name: p for p in self.parameters()}
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        if strict and (missing or unexpected):
+            parts = []
+            if missing:
+                parts.append(f"lacks {len(missing)} parameter(s) of this model: {', '.join(missing)}")
+            if unexpected:
+                parts.append(f"has {len(unexpected)} parameter(s) this model does not: {', '.join(unexpected)}")
+            raise StateDictError(f"{source} does not fit the model: it " + "; it ".join(parts))
+        mismatched = []
+        for name in sorted(set(params) & set(state)):
+            p, value = params[name], state[name]
+            if tuple(value.shape) != tuple(p.value.shape):
+                mismatched.append(f"layer {p.module.name}: {name} has shape {tuple(value.shape)} in {source} but "
+                                  f"{tuple(p.value.shape)} in the model")
+            elif not np.issubdtype(np.dtype(value.dtype), np.floating):
+                mismatched.append(f"layer {p.module.name}: {name} has dtype {value.dtype} in {source}, not floating")
+        if mismatched:
+            raise StateDictError(f"{source} does not fit the model: " + "; ".join(mismatched))
+        for name in set(params) & set(state):
+            target = params[name].value
+            target[...] = get_array_module(target).asarray(state[name]).astype(target.dtype, copy=False)
+        return missing, unexpected
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}("]
+        lines += [f"  {layer!r}" for layer in self.layers]
+        lines.append(f")  {self.num_parameters():,} parameters, {self.num_parameters(True):,} trainable")
+        return "\n".join(lines)
