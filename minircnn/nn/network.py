@@ -139,7 +139,10 @@ class Network:
         return get_array_module(self.parameters()[0].value)
 
     def to(self, device: str):
-        """Move every parameter to ``"cpu"`` or ``"gpu"`` (gradients and caches are dropped). Returns self."""
+        """Move every parameter to ``"cpu"`` or ``"gpu"`` (gradients and caches are dropped). Returns self.
+
+        Move the model before building its solver: the solver's velocities live where the parameters were.
+        """
         for layer in self.layers:
             layer.params = {k: to_device(v, device) for k, v in layer.params.items()}
             layer.grads, layer.cache = {}, None
