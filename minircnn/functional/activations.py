@@ -30,8 +30,7 @@ def relu_forward(x):
 def relu_backward(dy, cache: ReLUCache):
     """dx = dy where x > 0, else 0 (the subgradient at exactly 0 is taken as 0, like Caffe)."""
     check_same_shape("dy", dy, "the forward input", cache.y.shape)
-    xp = get_array_module(dy)
-    return xp.where(cache.y > 0, dy, dy.dtype.type(0))
+    return dy * (cache.y > 0)   # a multiply by the mask: several times faster than a where() on big maps
 
 
 class DropoutCache(NamedTuple):

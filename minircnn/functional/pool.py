@@ -100,6 +100,10 @@ def max_pool2d_backward(dy, cache: MaxPoolCache):
     for i in range(k):            # row-major over the window: the first input equal to the max is the switch
         for j in range(k):
             switch = (_window_view(src, i, j, s, h_out, w_out) == y) & unclaimed
-            _window_view(dx_pad, i, j, s, h_out, w_out)[...] += xp.where(switch, dy, zero)
+            target = _window_view(dx_pad, i, j, s, h_out, w_out)
+            if s >= k:            # windows do not overlap: each input gets at most one gradient, so write it
+                xp.multiply(dy, switch, out=target)
+            else:
+                target += xp.where(switch, dy, zero)
             unclaimed &= ~switch
     return xp.ascontiguousarray(dx_pad[:, :, p:p + h, p:p + w])
