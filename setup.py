@@ -14,6 +14,6 @@ setup(
                       "scikit-image>=0.21"],
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6", "jupytext>=1.14"],
     },
 )
