@@ -95,8 +95,8 @@ def draw_boxes(image, boxes, labels=None, scores=None, class_names=None, ax=None
         if caption:
             ax.text(x1 - 0.5, y1 - 0.5, " ".join(caption), fontsize=fontsize, color="white", va="bottom",
                     bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
-    if image is None and len(boxes):
-        # no image to set the view: frame the boxes, y pointing down like an image
+    if image is None and len(boxes) and not ax.images:
+        # no image anywhere on the axes to set the view: frame the boxes, y pointing down like an image
         ax.set_xlim(boxes[:, 0].min() - 10, boxes[:, 2].max() + 10)
         ax.set_ylim(boxes[:, 3].max() + 10, boxes[:, 1].min() - 10)
     ax.set_axis_off()

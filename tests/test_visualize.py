@@ -80,3 +80,12 @@ def test_plot_precision_recall_curves_skips_undefined_classes():
     ap = eval_detection_voc(boxes, labels, scores, *gt)["ap"]
     ax = plot_precision_recall_curves(prec, rec, class_names={1: "cat", 2: "dog", 3: "cow"}, ap=ap)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cat AP 1.000", "dog AP 0.000"]
+
+
+def test_drawing_more_boxes_keeps_the_image_view():
+    """Boxes drawn onto axes that already show an image (image=None) keep the image's view instead of reframing."""
+    image = np.zeros((40, 60, 3), dtype=np.uint8)
+    ax = draw_boxes(image, np.array([[2, 3, 11, 8]], dtype=np.float32))
+    limits = (ax.get_xlim(), ax.get_ylim())
+    draw_boxes(None, np.array([[20, 10, 25, 15]], dtype=np.float32), ax=ax)
+    assert (ax.get_xlim(), ax.get_ylim()) == limits
