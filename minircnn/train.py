@@ -1,0 +1,340 @@
+"""Train a Fast R-CNN detector: ``python -m minircnn.train`` (tiny preset on the built-in dataset, then evaluate).
+
+The run, stage by stage::
+
+    dataset (VOC folder, or the built-in shapes set generated on first use)
+      -> proposals per split (selective search, cached beside the dataset)
+      -> roidb + flipped copies + normalised regression targets (spec §5)
+      -> detector initialised from the pretrained classifier by the paper's three transformations (Sec. 2.2)
+      -> SGD iterations: 2 images, 128 RoIs, multi-task loss, hand-written backward, Caffe SGD (spec §3, §6)
+      -> checkpoint.npz, log.csv, loss.png; then evaluation on the test split (metrics.json, detections.png)
+
+Reproducibility: every random draw of iteration ``i`` comes from ``numpy.random.default_rng((seed, stream, i))``
+-- stream 1 shuffles the roidb once per epoch (the epoch's permutation, so the images of step ``i`` are a function
+of ``i``), stream 2 draws the scales and RoIs of the step, stream 3 the dropout masks. So ``(seed, iteration)`` is
+the whole random state, and ``--resume`` after a crash ends with a ``checkpoint.npz`` identical, array for array, to
+that of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .config import PRESETS, TrainConfig, get_preset, set_blas_threads
+
+# argparse flag -> config key, for the flags that override the preset
+OVERRIDES = {"data": "data", "train_split": "train_split", "test_split": "test_split", "iters": "iters",
+             "seed": "seed", "checkpoint_every": "checkpoint_every", "weights": "weights", "scale": None,
+             "lr": "base_lr", "stepsize": "stepsize", "proposals": "proposals", "threads": "blas_threads"}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m minircnn.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
+                   help="starting configuration: 'tiny' (CPU minutes, built-in dataset) or 'vgg16_voc07' (the "
+                        "paper's settings: s=600/max 1000, N=2, R=128, lr 0.001 -> 0.0001 at 30k, 40k iterations)")
+    p.add_argument("--data", help="a VOC-format folder (JPEGImages, Annotations, ImageSets/Main, classes.txt); "
+                                  "default: the built-in shapes dataset, generated on first use")
+    p.add_argument("--train-split", help="image set to train on (preset: trainval)")
+    p.add_argument("--test-split", help="image set to evaluate on (preset: test)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<preset>)")
+    p.add_argument("--iters", type=int, help="SGD iterations in total (with --resume: continue up to this many)")
+    p.add_argument("--seed", type=int, help="seed of every random draw (initial heads, image order, RoIs, dropout)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where the network runs")
+    p.add_argument("--checkpoint-every", type=int, help="write checkpoint.npz every K iterations (and at the end)")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation on the test split after training")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.npz (its config; --iters may raise the total)")
+    p.add_argument("--weights", help="initial weights: 'pretrained' (tiny backbone pretrained by minircnn.pretrain, "
+                                     "run on first use), 'none' (from scratch), or an .npz of parameters")
+    p.add_argument("--scale", type=int, help="shorter image side for training and testing (longer side capped at "
+                                             "5/3 of it); e.g. 64 to try vgg16_voc07 quickly")
+    p.add_argument("--lr", type=float, help="base learning rate")
+    p.add_argument("--stepsize", type=int, help="multiply the learning rate by 0.1 every this many iterations")
+    p.add_argument("--proposals", choices=("ss-fast", "ss-quality", "dense"), help="region proposal method")
+    p.add_argument("--threads", type=int, help="BLAS threads (0: one per core; presets: 1, fastest on a shared "
+                                               "2-core machine)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def resolve_config(args) -> TrainConfig:
+    """The preset with the command line's overrides (only flags that were given)."""
+    changes = {key: getattr(args, flag) for flag, key in OVERRIDES.items()
+               if key is not None and getattr(args, flag) is not None}
+    if args.scale is not None:
+        changes.update(scales=(args.scale,), test_scale=args.scale, max_size=args.scale * 5 // 3,
+                       test_max_size=args.scale * 5 // 3)
+    return get_preset(args.preset).replace(**changes)
+
+
+# ------------------------------------------------------------------------------------------------- the pieces
+def dataset_root(config):
+    from .data import ensure_shapes_dataset
+    return Path(config.data) if config.data else ensure_shapes_dataset()
+
+
+def initial_model(config, num_classes):
+    """The detector before fine-tuning, and its preprocessing.
+
+    ``pretrained`` / a classifier file: :func:`~minircnn.models.from_classifier` (the paper's three
+    transformations). Another ``.npz``: its parameters are loaded by name into a fresh detector (the heads stay
+    random). ``none``: random initialisation.
+    """
+    from .data import PREPROCESSING_PRESETS, Preprocessing
+    from .models import Classifier, build_model, from_classifier
+    from .nn.network import StateDictError
+    preprocessing = PREPROCESSING_PRESETS[config.preprocessing]
+    if config.weights == "none":
+        return build_model(config.backbone, num_classes, seed=config.seed), preprocessing
+    if config.weights == "pretrained":
+        from .pretrain import ensure_pretrained
+        path = ensure_pretrained()
+    else:
+        path = Path(config.weights)
+        if not path.is_file():
+            raise SystemExit(f"--weights {path}: no such file")
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    if "preprocessing" in arrays:
+        preprocessing = Preprocessing.from_dict(json.loads(str(arrays.pop("preprocessing"))))
+    try:
+        if "classifier_config" in arrays:
+            classifier = Classifier.from_config(json.loads(str(arrays.pop("classifier_config"))), init=False)
+            params = {k: v for k, v in arrays.items() if "." in k}
+            classifier.load_state_dict(params, source=str(path))
+            if classifier.spec.name != config.backbone:
+                raise SystemExit(f"{path}: a {classifier.spec.name} classifier, but the config's backbone is "
+                                 f"{config.backbone}")
+            return from_classifier(classifier, num_classes, seed=config.seed), preprocessing
+        model = build_model(config.backbone, num_classes, seed=config.seed)
+        params = {k: v for k, v in arrays.items() if "." in k and not k.startswith(("cls_score.", "bbox_pred."))}
+        _, unexpected = model.load_state_dict(params, strict=False, source=str(path))
+        if unexpected or not params:
+            raise SystemExit(f"{path}: parameters {unexpected[:5] or 'none'} do not belong to a {config.backbone} "
+                             "Fast R-CNN")
+        return model, preprocessing
+    except StateDictError as e:
+        raise SystemExit(str(e)) from None
+
+
+def build_training_roidb(dataset, proposals, config):
+    """roidb of the training split, flipped copies appended, targets normalised; with the (K+1, 4) means/stds."""
+    from .data import append_flipped, compute_targets, roidb_from_dataset
+    roidb = roidb_from_dataset(dataset, proposals)
+    if config.flip:
+        roidb = append_flipped(roidb)
+    return compute_targets(roidb, dataset.num_classes)
+
+
+def step_rng(config, stream, i):
+    """The generator of one random stream at iteration (or epoch) i: a pure function of (seed, stream, i)."""
+    return np.random.default_rng([config.seed, stream, i])
+
+
+def minibatch_at(i, roidb, load_image, num_classes, preprocessing, config):
+    """The mini-batch of iteration i: images from epoch i // E's permutation (E steps per epoch), then RoIs."""
+    from .data import SamplerConfig, get_minibatch
+    sampler = SamplerConfig(ims_per_batch=config.ims_per_batch, batch_size=config.batch_size,
+                            fg_fraction=config.fg_fraction, scales=config.scales, max_size=config.max_size)
+    per_epoch = len(roidb) // config.ims_per_batch
+    if per_epoch < 1:
+        raise SystemExit(f"the training split has {len(roidb)} roidb entries, fewer than {config.ims_per_batch} "
+                         "images per batch")
+    epoch, pos = divmod(i, per_epoch)
+    order = step_rng(config, 1, epoch).permutation(len(roidb))
+    entries = [roidb[j] for j in order[pos * config.ims_per_batch:(pos + 1) * config.ims_per_batch]]
+    return get_minibatch(entries, load_image, num_classes, preprocessing, sampler, step_rng(config, 2, i))
+
+
+class ImageCache:
+    """Decoded training images kept in memory (each is read from disk once)."""
+
+    def __init__(self, dataset):
+        self.dataset, self.images = dataset, {}
+
+    def __call__(self, i):
+        if i not in self.images:
+            self.images[i] = self.dataset.load_image(i)
+        return self.images[i]
+
+
+# ------------------------------------------------------------------------------------------------- logs
+LOG_FIELDS = ("iteration", "lr", "loss_cls", "loss_bbox", "seconds")
+
+
+def read_log(path, upto):
+    """Rows of an existing log.csv with iteration <= upto (a resumed run drops the steps it will redo)."""
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="") as f:
+        return [row for row in csv.DictReader(f) if int(row["iteration"]) <= upto]
+
+
+def plot_losses(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    it = np.array([int(r["iteration"]) for r in rows])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in ("loss_cls", "loss_bbox"):
+        v = np.array([float(r[key]) for r in rows])
+        k = min(20, len(v)) or 1
+        smooth = np.convolve(v, np.ones(k) / k, mode="valid")                 # running mean over 20 steps
+        ax.plot(it, v, alpha=0.25)
+        ax.plot(it[k - 1:], smooth, label=f"{key} (mean of {k})")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_detections(dataset, detections, class_names, path, count=4):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .visualize import draw_boxes
+    count = min(count, len(dataset))
+    fig, axes = plt.subplots(1, count, figsize=(4 * count, 4), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        boxes, labels, scores = (d[i] for d in detections)
+        draw_boxes(dataset.load_image(i), boxes, labels, scores, class_names, ax=ax, score_thresh=0.5)
+        ax.set_axis_off()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------- the run
+def train(config, out, device="cpu", resume=False, evaluate=True, progress=True):
+    """Train (and evaluate) as the module docstring says; returns the metrics dict (None without evaluation)."""
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .data import VOCDataset
+    from .data.proposals import proposals_for_split
+    from .optim import SGD
+    out = Path(out)
+    ckpt_path = out / "checkpoint.npz"
+    if resume:
+        if not ckpt_path.is_file():
+            raise SystemExit(f"--resume: there is no checkpoint at {ckpt_path}")
+        ckpt = load_checkpoint(ckpt_path)
+        config = ckpt.config.replace(iters=config.iters)
+    set_blas_threads(config.blas_threads)
+    out.mkdir(parents=True, exist_ok=True)
+    print("config:", config.to_json())
+    (out / "config.json").write_text(config.to_json() + "\n")
+
+    root = dataset_root(config)
+    train_set = VOCDataset(root, config.train_split)
+    num_classes = train_set.num_classes
+    proposals = proposals_for_split(train_set, method=config.proposals, max_boxes=config.max_proposals,
+                                    progress=progress)
+    roidb, means, stds = build_training_roidb(train_set, proposals, config)
+
+    if resume:
+        model, preprocessing, start = ckpt.model, ckpt.preprocessing, ckpt.iteration
+        if ckpt.class_names != tuple(train_set.class_names):
+            raise SystemExit(f"{ckpt_path}: classes {ckpt.class_names} differ from {root}'s")
+    else:
+        model, preprocessing = initial_model(config, num_classes)
+        start = 0
+    if device == "gpu":
+        model.to("gpu")
+    solver = SGD(model.parameters(), base_lr=config.base_lr, momentum=config.momentum,
+                 weight_decay=config.weight_decay, gamma=config.gamma, stepsize=config.stepsize)
+    if resume:
+        solver.load_state_dict(ckpt.solver_state, source=str(ckpt_path))
+
+    def checkpoint():
+        save_checkpoint(ckpt_path, model, solver, config, train_set.class_names, means, stds, preprocessing)
+
+    rows = read_log(out / "log.csv", start) if resume else []
+    load_image = ImageCache(train_set)
+    bar = tqdm(range(start, config.iters), desc="training", initial=start, total=config.iters,
+               disable=not progress)
+    with open(out / "log.csv", "w", newline="") as log:
+        writer = csv.DictWriter(log, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        tic = time.perf_counter()
+        for i in bar:
+            batch = minibatch_at(i, roidb, load_image, num_classes, preprocessing, config)
+            model.set_dropout_rng(step_rng(config, 3, i))
+            try:
+                scores, deltas = model.forward(batch.blob, batch.rois)
+                terms = model.loss(scores, deltas, batch.labels, batch.bbox_targets, batch.bbox_weights)
+                problem = None if np.isfinite(terms.total) else f"{terms}"
+            except ValueError as e:       # the layers refuse non-finite inputs: the weights have overflowed
+                if "NaN or infinite" not in str(e):
+                    raise
+                problem = str(e)
+            if problem is not None:
+                bar.close()
+                raise SystemExit(f"training stopped: the loss became nan at iteration {i + 1} ({problem}); the last "
+                                 f"good checkpoint, {ckpt_path}, was kept")
+            model.backward()
+            lr = solver.step()
+            row = {"iteration": i + 1, "lr": f"{lr:.6g}", "loss_cls": f"{terms.cls:.6f}",
+                   "loss_bbox": f"{terms.bbox:.6f}", "seconds": f"{time.perf_counter() - tic:.3f}"}
+            writer.writerow(row)
+            rows.append(row)
+            bar.set_postfix(cls=f"{np.mean([float(r['loss_cls']) for r in rows[-20:]]):.3f}",
+                            bbox=f"{np.mean([float(r['loss_bbox']) for r in rows[-20:]]):.3f}")
+            if (i + 1) % config.checkpoint_every == 0 or i + 1 == config.iters:
+                log.flush()
+                if not all(np.isfinite(v).all() for v in model.state_dict().values()):
+                    bar.close()
+                    raise SystemExit(f"training stopped: the update of iteration {i + 1} made weights nan or inf "
+                                     f"(the loss became nan at iteration {i + 2}); the last good checkpoint, "
+                                     f"{ckpt_path}, was kept")
+                checkpoint()
+        bar.close()
+    if start >= config.iters:
+        checkpoint()
+    if rows:
+        plot_losses(rows, out / "loss.png")
+    seconds = float(rows[-1]["seconds"]) if rows else 0.0
+    print(f"trained {config.iters} iterations ({config.iters - start} in this run, {seconds:.0f} s) -> {ckpt_path}")
+    if not evaluate:
+        return None
+    return evaluate_run(model, config, root, means, stds, preprocessing, train_set.class_names, out, progress)
+
+
+def evaluate_run(model, config, root, means, stds, preprocessing, class_names, out, progress=True):
+    from .data import VOCDataset
+    from .data.proposals import proposals_for_split
+    from .evaluate import detect_split, format_table, score_detections, write_results
+    test_set = VOCDataset(root, config.test_split)
+    proposals = proposals_for_split(test_set, method=config.proposals, max_boxes=config.max_proposals,
+                                    progress=progress)
+    tic = time.perf_counter()
+    found = detect_split(model, test_set, proposals, means, stds, preprocessing, config, progress)
+    metrics, curves = score_detections(test_set, *found, class_names)
+    metrics.update(split=config.test_split, iteration=config.iters,
+                   seconds_per_image=(time.perf_counter() - tic) / max(len(test_set), 1))
+    write_results(out, metrics, curves, class_names)
+    plot_detections(test_set, found, class_names, out / "detections.png")
+    print(format_table(metrics))
+    print(f"mAP {metrics['map']:.3f} on {config.test_split} ({len(test_set)} images) -> {out / 'metrics.json'}")
+    return metrics
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    config = resolve_config(args)
+    out = args.out or f"runs/{config.preset}"
+    return train(config, out, device=args.device, resume=args.resume, evaluate=not args.no_eval,
+                 progress=not args.quiet)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""``python -m minircnn.train``: overfitting a few images, resume equality, bad input, the vgg16_voc07 preset."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from minircnn import train
+from minircnn.config import TrainConfig, get_preset
+from minircnn.data import generate_shapes_dataset
+
+
+@pytest.fixture(scope="module")
+def tiny_voc(tmp_path_factory):
+    """A VOC-format shapes dataset of 2 trainval and 1 test images."""
+    root = tmp_path_factory.mktemp("voc") / "shapes"
+    return generate_shapes_dataset(root, seed=2, trainval=2, test=1, progress=False)
+
+
+def run(*argv):
+    return train.main([str(a) for a in argv] + ["--quiet"])
+
+
+def test_tiny_training_overfits_a_few_images(tiny_voc, tmp_path):
+    """40 SGD steps from scratch on 2 images: the loss falls and the detector finds those images' objects
+    (mAP on them > 0.6). Also checks every output file of a run."""
+    out = tmp_path / "run"
+    metrics = run("--data", tiny_voc, "--out", out, "--iters", 40, "--weights", "none", "--scale", 128,
+                  "--lr", 0.01, "--test-split", "trainval", "--checkpoint-every", 100)
+    with open(out / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 41))
+    loss_cls = [float(r["loss_cls"]) for r in rows]
+    assert np.mean(loss_cls[-10:]) < 0.7 * np.mean(loss_cls[:5])
+    assert metrics["map"] > 0.6
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["metric"] == "voc07" and set(saved["ap"]) == {"ellipse", "rectangle", "triangle", "diamond",
+                                                                "cross"}
+    assert saved["map"] == pytest.approx(metrics["map"])
+    for name in ("checkpoint.npz", "config.json", "loss.png", "detections.png", "pr_curves.png"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "config.json").read_text())["iters"] == 40
+
+
+def test_checkpoint_loads_without_pickle(tiny_voc, tmp_path):
+    """checkpoint.npz holds parameters, solver state, RNG seed, iteration, config, classes, target statistics and
+    preprocessing, all readable with allow_pickle=False."""
+    run("--data", tiny_voc, "--out", tmp_path, "--iters", 2, "--weights", "none", "--scale", 64, "--no-eval",
+        "--proposals", "dense")
+    with np.load(tmp_path / "checkpoint.npz", allow_pickle=False) as f:
+        assert int(f["iteration"]) == 2 and int(f["solver/iteration"]) == 2
+        assert "param/conv1.weight" in f.files and "solver/velocity.fc6.weight" in f.files
+        assert TrainConfig.from_dict(json.loads(str(f["config"]))).iters == 2
+        assert list(f["class_names"]) == ["ellipse", "rectangle", "triangle", "diamond", "cross"]
+        assert f["bbox_means"].shape == f["bbox_stds"].shape == (6, 4)
+        assert json.loads(str(f["preprocessing"]))["channel_order"] == "RGB"
+        assert int(f["rng/seed"]) == 3
+
+
+def test_resume_gives_the_same_checkpoint(tiny_voc, tmp_path):
+    """A run stopped after 3 of 6 iterations and resumed ends with a checkpoint equal, array for array, to that of
+    an uninterrupted 6-iteration run (every random draw is a function of seed and iteration)."""
+    common = ["--data", tiny_voc, "--weights", "none", "--scale", 64, "--no-eval", "--proposals", "dense",
+              "--checkpoint-every", 2]
+    run(*common, "--out", tmp_path / "a", "--iters", 6)
+    run(*common, "--out", tmp_path / "b", "--iters", 3)
+    run("--out", tmp_path / "b", "--iters", 6, "--resume", "--no-eval")
+    with np.load(tmp_path / "a" / "checkpoint.npz") as a, np.load(tmp_path / "b" / "checkpoint.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    with open(tmp_path / "b" / "log.csv", newline="") as f:
+        assert [int(r["iteration"]) for r in csv.DictReader(f)] == list(range(1, 7))
+
+
+def test_resume_without_checkpoint_says_so(tmp_path):
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        run("--out", tmp_path, "--resume")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_voc, tmp_path):
+    """An absurd learning rate makes the loss overflow: training stops naming the iteration, and the checkpoint on
+    disk is the last one written before it."""
+    with pytest.raises(SystemExit, match=r"loss became nan at iteration \d+") as info:
+        run("--data", tiny_voc, "--out", tmp_path, "--iters", 30, "--weights", "none", "--scale", 64, "--no-eval",
+            "--proposals", "dense", "--lr", 1e12, "--checkpoint-every", 1)
+    failed = int(str(info.value).split("loss became nan at iteration ")[1].split()[0].rstrip(";)"))
+    with np.load(tmp_path / "checkpoint.npz") as f:
+        assert 1 <= int(f["iteration"]) <= failed
+        assert all(np.isfinite(f[k]).all() for k in f.files if k.startswith("param/"))
+
+
+def test_weights_with_wrong_shapes_name_the_file_and_layer(tiny_voc, tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **{"conv1.weight": np.zeros((16, 3, 5, 5), np.float32)})
+    with pytest.raises(SystemExit, match=r"bad\.npz.*conv1"):
+        run("--data", tiny_voc, "--out", tmp_path / "r", "--iters", 1, "--weights", bad, "--no-eval")
+
+
+def test_unknown_config_key_is_rejected():
+    with pytest.raises(ValueError, match="unknown config keys"):
+        get_preset("tiny").replace(learning_rate=0.1)
+
+
+def test_vgg16_voc07_preset_has_the_paper_settings():
+    c = get_preset("vgg16_voc07")
+    assert (c.backbone, c.scales, c.max_size, c.ims_per_batch, c.batch_size) == ("vgg16", (600,), 1000, 2, 128)
+    assert (c.base_lr, c.stepsize, c.iters, c.momentum, c.weight_decay, c.flip) == (0.001, 30000, 40000, 0.9,
+                                                                                    0.0005, True)
+    assert c.preprocessing == "caffe_vgg16"
+
+
+def test_vgg16_voc07_preset_runs_two_iterations_at_a_small_scale(tiny_voc, tmp_path):
+    """The paper's model and settings, on 64-pixel images: 2 SGD steps run and the frozen conv1_x/conv2_x keep
+    their weights."""
+    run("--preset", "vgg16_voc07", "--data", tiny_voc, "--out", tmp_path, "--iters", 2, "--scale", 64,
+        "--no-eval", "--proposals", "dense", "--checkpoint-every", 1)
+    with np.load(tmp_path / "checkpoint.npz") as f:
+        assert int(f["iteration"]) == 2
+        assert f["param/fc6.weight"].shape == (4096, 25088)
+        assert "solver/velocity.conv1_1.weight" not in f.files and "solver/velocity.conv3_1.weight" in f.files
