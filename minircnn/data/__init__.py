@@ -9,6 +9,9 @@ The pipeline, stage by stage (each module is one stage)::
     transforms.py        scaling, flipping, preprocessing, batching into a blob
     sampler.py           N images x R/N RoIs per SGD step, 25% foreground
 """
+from .proposals import METHODS as PROPOSAL_METHODS
+from .proposals import (compute_proposals, dense_boxes, load_proposals, load_proposals_mat, proposal_recall,
+                        proposals_for_split, save_proposals)
 from .roidb import (RoidbEntry, append_flipped, build_roidb, compute_targets, roidb_from_dataset,
                     unnormalize_deltas)
 from .sampler import MiniBatch, SamplerConfig, batch_order, get_minibatch, iterate_minibatches, sample_rois
@@ -18,4 +21,5 @@ from .shapes import (ShapesImage, default_shapes_root, ensure_shapes_dataset, ge
 from .transforms import (CAFFE_VGG16, PLAIN, PREPROCESSING_PRESETS, TORCHVISION, Preprocessing, flip_boxes,
                          flip_image, image_pyramid, images_to_blob, prepare_image, pyramid_rois, resize_bilinear,
                          scale_for, scaled_size)
+from .selective_search import selective_search
 from .voc import VOC_CLASS_NAMES, VOCAnnotation, VOCAnnotationWarning, VOCDataset, VOCFormatError, VOCItem
