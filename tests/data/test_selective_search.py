@@ -1,12 +1,15 @@
 """Tests for minircnn.data.selective_search: the grouping steps one by one, the hierarchy's invariants, recall on
 generated images, determinism and bad input."""
+import importlib
+
 import numpy as np
 import pytest
 from scipy import ndimage
 from skimage import color
 
 from minircnn.boxes import iou
-from minircnn.data import selective_search as ss
+# the module (minircnn.data.selective_search, the function, shadows it as an attribute of minircnn.data)
+ss = importlib.import_module("minircnn.data.selective_search")
 
 
 def rectangles_image(seed, size=(120, 160), count=3):
