@@ -6,7 +6,8 @@ Test-time protocol (per image, :func:`detect_image`):
 2. one forward pass at the test scale; class probabilities ``p`` (softmax) and class-specific deltas;
 3. deltas un-normalised with the training statistics (:func:`~minircnn.data.unnormalize_deltas`), decoded onto the
    proposals (:func:`~minircnn.boxes.decode`) and clipped to the image (:func:`~minircnn.boxes.clip_boxes`);
-4. per class k >= 1: every proposal with ``p_k > 0.05`` is a candidate, scored ``p_k``, with its class-k box;
+4. per class k >= 1: every proposal with ``p_k > 0.05`` is a candidate, scored ``p_k``, with its class-k box
+   (dropped if the regression shrank it below one pixel, ``x2 < x1`` or ``y2 < y1``);
 5. NMS per class at IoU 0.3 (:func:`~minircnn.boxes.batched_nms`), then at most 100 detections per image, the
    highest-scoring over all classes.
 
@@ -69,6 +70,8 @@ def detect_image(model, image, proposals, means, stds, preprocessing, scale, max
     labels = labels + 1                                                   # column k of probs[:, 1:] is class k + 1
     scores = probs[rows, labels]
     cand = boxes.reshape(len(proposals), -1, 4)[rows, labels]
+    proper = (cand[:, 2] >= cand[:, 0]) & (cand[:, 3] >= cand[:, 1])     # decode can shrink a box below 1 px
+    cand, labels, scores = cand[proper], labels[proper], scores[proper]
     keep = asnumpy(batched_nms(cand, scores, labels, nms_thresh))[:max_per_image]
     return cand[keep].astype(np.float32), labels[keep].astype(np.int64), scores[keep].astype(np.float32)
 

@@ -22,6 +22,7 @@ import csv
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -259,15 +260,23 @@ def train(config, out, device="cpu", resume=False, evaluate=True, progress=True)
 
     rows = read_log(out / "log.csv", start) if resume else []
     load_image = ImageCache(train_set)
-    bar = tqdm(range(start, config.iters), desc="training", initial=start, total=config.iters,
-               disable=not progress)
-    with open(out / "log.csv", "w", newline="") as log:
+
+    def batch_of(i):
+        return minibatch_at(i, roidb, load_image, num_classes, preprocessing, config)
+
+    # The next step's mini-batch is built in a second thread while this step computes (BLAS uses one core; the
+    # mini-batch of step i is a pure function of i, so this changes no number).
+    with ThreadPoolExecutor(max_workers=1) as prefetch, open(out / "log.csv", "w", newline="") as log:
+        upcoming = prefetch.submit(batch_of, start) if start < config.iters else None
+        bar = tqdm(range(start, config.iters), desc="training", initial=start, total=config.iters,
+                   disable=not progress)
         writer = csv.DictWriter(log, LOG_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
         tic = time.perf_counter()
         for i in bar:
-            batch = minibatch_at(i, roidb, load_image, num_classes, preprocessing, config)
+            batch = upcoming.result()
+            upcoming = prefetch.submit(batch_of, i + 1) if i + 1 < config.iters else None
             model.set_dropout_rng(step_rng(config, 3, i))
             try:
                 scores, deltas = model.forward(batch.blob, batch.rois)
@@ -332,8 +341,12 @@ def main(argv=None):
     args = parse_args(argv)
     config = resolve_config(args)
     out = args.out or f"runs/{config.preset}"
-    return train(config, out, device=args.device, resume=args.resume, evaluate=not args.no_eval,
-                 progress=not args.quiet)
+    from .data import VOCFormatError
+    try:
+        return train(config, out, device=args.device, resume=args.resume, evaluate=not args.no_eval,
+                     progress=not args.quiet)
+    except (VOCFormatError, FileNotFoundError) as e:       # a --data folder that is not VOC-shaped
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

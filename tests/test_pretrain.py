@@ -35,7 +35,7 @@ def test_pretrained_file_initialises_the_detector(tmp_path):
     model, preprocessing = train.initial_model(config, num_classes=6)
     np.testing.assert_array_equal(model["conv3"].params["weight"], saved["conv3.weight"])
     np.testing.assert_array_equal(model["fc7"].params["weight"], saved["fc7.weight"])
-    assert model.cls_score.params["weight"].shape[0] == 6 and model.spec.roi_size == 7
+    assert model.cls_score.params["weight"].shape[0] == 6 and model.spec.roi_size == 4      # pool5 grid of 64-px crops
     assert preprocessing.channel_order == "RGB"
 
 

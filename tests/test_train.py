@@ -97,6 +97,12 @@ def test_weights_with_wrong_shapes_name_the_file_and_layer(tiny_voc, tmp_path):
         run("--data", tiny_voc, "--out", tmp_path / "r", "--iters", 1, "--weights", bad, "--no-eval")
 
 
+def test_data_folder_that_is_not_voc_shaped(tmp_path):
+    (tmp_path / "pictures").mkdir()
+    with pytest.raises(SystemExit, match="pictures"):
+        run("--data", tmp_path / "pictures", "--out", tmp_path / "r", "--iters", 1, "--weights", "none")
+
+
 def test_unknown_config_key_is_rejected():
     with pytest.raises(ValueError, match="unknown config keys"):
         get_preset("tiny").replace(learning_rate=0.1)
