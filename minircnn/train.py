@@ -37,8 +37,16 @@ OVERRIDES = {"data": "data", "train_split": "train_split", "test_split": "test_s
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m minircnn.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    tiny, vgg = get_preset("tiny"), get_preset("vgg16_voc07")
+
+    def preset_default(key):
+        return f" (tiny: {getattr(tiny, key)}; vgg16_voc07: {getattr(vgg, key)})"
+
+    p = argparse.ArgumentParser(
+        prog="python -m minircnn.train", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Writes into --out: checkpoint.npz, config.json, log.csv (iteration, lr, loss_cls, loss_bbox, "
+               "seconds),\nloss.png, and after evaluation metrics.json, pr_curves.png and detections.png.")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
                    help="starting configuration: 'tiny' (CPU minutes, built-in dataset) or 'vgg16_voc07' (the "
                         "paper's settings: s=600/max 1000, N=2, R=128, lr 0.001 -> 0.0001 at 30k, 40k iterations)")
@@ -47,20 +55,25 @@ def parse_args(argv=None):
     p.add_argument("--train-split", help="image set to train on (preset: trainval)")
     p.add_argument("--test-split", help="image set to evaluate on (preset: test)")
     p.add_argument("--out", default=None, help="output folder (default: runs/<preset>)")
-    p.add_argument("--iters", type=int, help="SGD iterations in total (with --resume: continue up to this many)")
-    p.add_argument("--seed", type=int, help="seed of every random draw (initial heads, image order, RoIs, dropout)")
+    p.add_argument("--iters", type=int, help="SGD iterations in total (with --resume: continue up to this many)"
+                   + preset_default("iters"))
+    p.add_argument("--seed", type=int, help="seed of every random draw (initial heads, image order, RoIs, dropout)"
+                   + preset_default("seed"))
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where the network runs")
-    p.add_argument("--checkpoint-every", type=int, help="write checkpoint.npz every K iterations (and at the end)")
+    p.add_argument("--checkpoint-every", type=int, help="write checkpoint.npz every K iterations (and at the end)"
+                   + preset_default("checkpoint_every"))
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation on the test split after training")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.npz (its config; --iters may raise the total)")
     p.add_argument("--weights", help="initial weights: 'pretrained' (tiny backbone pretrained by minircnn.pretrain, "
-                                     "run on first use), 'none' (from scratch), or an .npz of parameters")
+                                     "run on first use), 'none' (from scratch), or an .npz of parameters"
+                        + preset_default("weights"))
     p.add_argument("--scale", type=int, help="shorter image side for training and testing (longer side capped at "
                                              "5/3 of it); e.g. 64 to try vgg16_voc07 quickly")
-    p.add_argument("--lr", type=float, help="base learning rate")
-    p.add_argument("--stepsize", type=int, help="multiply the learning rate by 0.1 every this many iterations")
-    p.add_argument("--proposals", choices=("ss-fast", "ss-quality", "dense"), help="region proposal method")
+    p.add_argument("--lr", type=float, help="base learning rate" + preset_default("base_lr"))
+    p.add_argument("--stepsize", type=int, help="multiply the learning rate by 0.1 every this many iterations"
+                   + preset_default("stepsize"))
+    p.add_argument("--proposals", choices=("ss-fast", "ss-quality", "dense"), help="region proposal method" + preset_default("proposals"))
     p.add_argument("--threads", type=int, help="BLAS threads (0: one per core; presets: 1, fastest on a shared "
                                                "2-core machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -117,7 +130,9 @@ def initial_model(config, num_classes):
                                  f"{config.backbone}")
             return from_classifier(classifier, num_classes, seed=config.seed), preprocessing
         model = build_model(config.backbone, num_classes, seed=config.seed)
-        params = {k: v for k, v in arrays.items() if "." in k and not k.startswith(("cls_score.", "bbox_pred."))}
+        # transformation 2 (Sec. 2.2): an ImageNet classifier's last layer (fc8) gives way to the two new heads
+        params = {k: v for k, v in arrays.items()
+                  if "." in k and not k.startswith(("fc8.", "cls_score.", "bbox_pred."))}
         _, unexpected = model.load_state_dict(params, strict=False, source=str(path))
         if unexpected or not params:
             raise SystemExit(f"{path}: parameters {unexpected[:5] or 'none'} do not belong to a {config.backbone} "
@@ -169,7 +184,7 @@ class ImageCache:
 
 
 # ------------------------------------------------------------------------------------------------- logs
-LOG_FIELDS = ("iteration", "lr", "loss_cls", "loss_bbox", "seconds")
+LOG_FIELDS = ("iteration", "lr", "loss_cls", "loss_bbox", "seconds")   # seconds: since this process began training
 
 
 def read_log(path, upto):
@@ -186,12 +201,12 @@ def plot_losses(rows, path):
     import matplotlib.pyplot as plt
     it = np.array([int(r["iteration"]) for r in rows])
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key in ("loss_cls", "loss_bbox"):
+    for key, colour in (("loss_cls", "tab:blue"), ("loss_bbox", "tab:orange")):
         v = np.array([float(r[key]) for r in rows])
         k = min(20, len(v)) or 1
         smooth = np.convolve(v, np.ones(k) / k, mode="valid")                 # running mean over 20 steps
-        ax.plot(it, v, alpha=0.25)
-        ax.plot(it[k - 1:], smooth, label=f"{key} (mean of {k})")
+        ax.plot(it, v, color=colour, alpha=0.25)
+        ax.plot(it[k - 1:], smooth, color=colour, label=f"{key} (mean of {k} steps)")
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.legend()
@@ -339,6 +354,10 @@ def evaluate_run(model, config, root, means, stds, preprocessing, class_names, o
 
 def main(argv=None):
     args = parse_args(argv)
+    given = [flag for flag in OVERRIDES if flag != "iters" and getattr(args, flag) is not None]
+    if args.resume and given:
+        raise SystemExit(f"--resume continues with the checkpoint's config; only --iters may change it, not "
+                         + ", ".join("--" + flag.replace("_", "-") for flag in given))
     config = resolve_config(args)
     out = args.out or f"runs/{config.preset}"
     from .data import VOCFormatError

@@ -76,6 +76,8 @@ def test_resume_gives_the_same_checkpoint(tiny_voc, tmp_path):
 def test_resume_without_checkpoint_says_so(tmp_path):
     with pytest.raises(SystemExit, match="no checkpoint"):
         run("--out", tmp_path, "--resume")
+    with pytest.raises(SystemExit, match="only --iters"):
+        run("--out", tmp_path, "--resume", "--lr", "0.1")
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_voc, tmp_path):
