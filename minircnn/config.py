@@ -1,7 +1,9 @@
 """Training configuration: one dataclass, two named presets, and the rule for overriding them.
 
 * ``tiny`` (the default): the tiny backbone, pretrained on the generated ImageNet stand-in
-  (:mod:`minircnn.pretrain`), fine-tuned on the built-in shapes dataset in a few CPU minutes.
+  (:mod:`minircnn.pretrain`), fine-tuned on the built-in shapes dataset in a few CPU minutes. Measured on the
+  2-core development machine (one BLAS thread): 0.155 s per step, 1200 steps in 185 s, VOC07 mAP 0.49 on the
+  shapes test split (0.24 after 400 steps, 0.41 after 800); from scratch (``--weights none``) 0.26 after 1200.
 * ``vgg16_voc07``: the paper's settings for VGG16 on VOC 2007 trainval (spec §3, §4): shorter side 600, longer side
   at most 1000, N = 2 images and R = 128 RoIs per step, 25% foreground, lr 0.001 -> 0.0001 at 30k of 40k iterations,
   momentum 0.9, weight decay 0.0005, horizontal flips, selective search proposals, Caffe BGR preprocessing.

@@ -191,8 +191,14 @@ def read_log(path, upto):
     """Rows of an existing log.csv with iteration <= upto (a resumed run drops the steps it will redo)."""
     if not Path(path).is_file():
         return []
+    kept = []
     with open(path, newline="") as f:
-        return [row for row in csv.DictReader(f) if int(row["iteration"]) <= upto]
+        for row in csv.DictReader(f):                 # a killed run may have left a half-written last line
+            if any(not row.get(k) for k in LOG_FIELDS) or row["iteration"] != str(len(kept) + 1) \
+                    or len(kept) == upto:
+                break
+            kept.append(row)
+    return kept
 
 
 def plot_losses(rows, path):

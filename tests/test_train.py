@@ -127,3 +127,32 @@ def test_vgg16_voc07_preset_runs_two_iterations_at_a_small_scale(tiny_voc, tmp_p
         assert int(f["iteration"]) == 2
         assert f["param/fc6.weight"].shape == (4096, 25088)
         assert "solver/velocity.conv1_1.weight" not in f.files and "solver/velocity.conv3_1.weight" in f.files
+
+
+def test_resume_after_sigkill_gives_the_same_checkpoint(tiny_voc, tmp_path):
+    """A training process killed with SIGKILL as soon as its first checkpoint is on disk (wherever it then is: in
+    a step, or writing the next checkpoint) resumes to the same final checkpoint as an uninterrupted run: the file
+    is replaced atomically, so what is on disk is always a whole checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    common = ["--data", str(tiny_voc), "--weights", "none", "--scale", "64", "--no-eval", "--proposals", "dense",
+              "--checkpoint-every", "2", "--iters", "8", "--quiet"]
+    run(*common[:-1], "--out", tmp_path / "a")
+    killed = tmp_path / "b"
+    proc = subprocess.Popen([sys.executable, "-m", "minircnn.train", *common, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=os.getcwd())
+    deadline = time.monotonic() + 60
+    while not (killed / "checkpoint.npz").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run("--out", killed, "--iters", 8, "--resume", "--no-eval")
+    with np.load(tmp_path / "a" / "checkpoint.npz") as a, np.load(killed / "checkpoint.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    with open(killed / "log.csv", newline="") as f:
+        assert [int(r["iteration"]) for r in csv.DictReader(f)] == list(range(1, 9))
