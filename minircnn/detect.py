@@ -49,7 +49,10 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     from .visualize import draw_boxes
-    ckpt = load_checkpoint(args.checkpoint)
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except (OSError, ValueError) as e:             # missing file, not a checkpoint, parameters that do not fit
+        raise SystemExit(f"error: {e}") from None
     config, model = ckpt.config, ckpt.model
     if args.device == "gpu":
         model.to("gpu")

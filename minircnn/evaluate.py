@@ -155,7 +155,10 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (0: one per core; default 1)")
     args = parser.parse_args(argv)
     set_blas_threads(args.threads)
-    ckpt = load_checkpoint(args.checkpoint)
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except (OSError, ValueError) as e:             # missing file, not a checkpoint, parameters that do not fit
+        raise SystemExit(f"error: {e}") from None
     config = ckpt.config
     model = ckpt.model.to(args.device) if args.device == "gpu" else ckpt.model
     root = args.data or config.data or ensure_shapes_dataset()

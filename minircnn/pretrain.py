@@ -2,10 +2,16 @@
 
 Fast R-CNN never starts from random weights: it fine-tunes an ImageNet classifier. We have no ImageNet, so we
 generate one in miniature: square crops, each holding one object or only background, labelled with the object's
-kind (or "background"). To make the features generic rather than tuned to the detection set, the stand-in has far
-more variety than the built-in shapes dataset: 18 kinds of objects (filled shapes, outlines, strokes, hearts,
-stars, arrows, ...), each drawn with a solid colour, a two-colour texture (stripes, checks, dots) or noise, on
-backgrounds of flat colour, gradients, stripes, checks or blotchy noise, at random sizes, aspect ratios and angles.
+kind (or "background"). To make the features generic rather than tuned to the detection set, the stand-in has more
+variety than the built-in shapes dataset: 11 kinds of objects (filled shapes, outlines, strokes, crescents, hearts,
+stars, arrows, ...), each drawn in a solid colour or a two-colour texture (stripes, checks, dots, blotches), on
+muted textured backgrounds, at random sizes, aspect ratios and angles, with pixel noise.
+
+Measured on the 2-core development machine: 1200 steps of 32 crops in about 3 minutes, held-out accuracy 0.55 over
+the 12 classes (chance 0.08). What it took (each tried for 150-300 steps): with 19 kinds, or with loud
+full-contrast backgrounds, the loss stayed at chance; a learning rate of 0.01 from the first step diverged, hence
+the warm-up; 64-pixel crops (a 4x4 pool5 grid, so the detector's RoI pool is 4x4) learn 3x more crops per second
+than 112-pixel ones (7x7).
 
 The crops come from a seeded generator, batch ``b`` from seed ``(seed, b)``: the weights are a pure function of
 :class:`PretrainConfig`. They are cached as ``data/pretrained/tiny_<hash>.npz`` (parameters, the classifier's config
@@ -156,7 +162,7 @@ def render_crop(label, size, rng):
         under = image[mask].mean(axis=0) if mask.any() else image.mean(axis=(0, 1))
         fg = _fill(rng, size, size) if rng.random() < 0.3 else np.broadcast_to(rng.uniform(0, 255, 3), image.shape)
         for _ in range(20):               # the object must stand out from what it covers, or the label is noise
-            if np.linalg.norm(fg[mask].mean(axis=0) - under) >= MIN_CONTRAST if mask.any() else True:
+            if not mask.any() or np.linalg.norm(fg[mask].mean(axis=0) - under) >= MIN_CONTRAST:
                 break
             fg = np.broadcast_to(rng.uniform(0, 255, 3), image.shape)
         image = np.where(mask[..., None], fg, image)

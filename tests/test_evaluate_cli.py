@@ -64,3 +64,12 @@ def test_detect_image_protocol():
         assert np.sum(labels == k) <= 3
     few = evaluate.detect_image(model, image, props, means, stds, PLAIN, 80, 200, max_per_image=2)
     assert len(few[0]) == min(2, len(boxes))
+
+
+def test_a_file_that_is_not_a_checkpoint_gives_one_error(tmp_path):
+    bad = tmp_path / "weights.npz"
+    np.savez(bad, **{"conv1.weight": np.zeros((16, 3, 3, 3), np.float32)})
+    with pytest.raises(SystemExit, match="weights.npz is not a minircnn training checkpoint"):
+        evaluate.main(["--checkpoint", str(bad)])
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        detect.main(["--checkpoint", str(tmp_path / "missing.npz"), "x.png"])
