@@ -100,8 +100,8 @@ def initial_model(config, num_classes):
     """The detector before fine-tuning, and its preprocessing.
 
     ``pretrained`` / a classifier file: :func:`~minircnn.models.from_classifier` (the paper's three
-    transformations). Another ``.npz``: its parameters are loaded by name into a fresh detector (the heads stay
-    random). ``none``: random initialisation.
+    transformations). Another ``.npz`` (backbone weights, or a ``checkpoint.npz`` of ours): its conv, fc6 and fc7
+    parameters are loaded by name into a fresh detector (the heads stay random). ``none``: random initialisation.
     """
     from .data import PREPROCESSING_PRESETS, Preprocessing
     from .models import Classifier, build_model, from_classifier
@@ -118,6 +118,9 @@ def initial_model(config, num_classes):
             raise SystemExit(f"--weights {path}: no such file")
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
+    if "model_config" in arrays:           # a detector checkpoint of ours: start from its parameters
+        arrays = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")} | {
+            "preprocessing": arrays["preprocessing"]}
     if "preprocessing" in arrays:
         preprocessing = Preprocessing.from_dict(json.loads(str(arrays.pop("preprocessing"))))
     try:
@@ -237,8 +240,12 @@ def plot_detections(dataset, detections, class_names, path, count=4):
 
 
 # ------------------------------------------------------------------------------------------------- the run
-def train(config, out, device="cpu", resume=False, evaluate=True, progress=True):
-    """Train (and evaluate) as the module docstring says; returns the metrics dict (None without evaluation)."""
+def train(config, out, device="cpu", resume=False, evaluate=True, progress=True, resume_iters=None):
+    """Train (and evaluate) as the module docstring says; returns the metrics dict (None without evaluation).
+
+    With ``resume``, ``config`` is ignored: the run continues with the checkpoint's, up to ``resume_iters``
+    iterations (default: the checkpoint's own total).
+    """
     from .checkpoint import load_checkpoint, save_checkpoint
     from .data import VOCDataset
     from .data.proposals import proposals_for_split
@@ -249,7 +256,7 @@ def train(config, out, device="cpu", resume=False, evaluate=True, progress=True)
         if not ckpt_path.is_file():
             raise SystemExit(f"--resume: there is no checkpoint at {ckpt_path}")
         ckpt = load_checkpoint(ckpt_path)
-        config = ckpt.config.replace(iters=config.iters)
+        config = ckpt.config.replace(iters=resume_iters or ckpt.config.iters)
     set_blas_threads(config.blas_threads)
     out.mkdir(parents=True, exist_ok=True)
     print("config:", config.to_json())
@@ -369,7 +376,7 @@ def main(argv=None):
     from .data import VOCFormatError
     try:
         return train(config, out, device=args.device, resume=args.resume, evaluate=not args.no_eval,
-                     progress=not args.quiet)
+                     progress=not args.quiet, resume_iters=args.iters)
     except (VOCFormatError, FileNotFoundError) as e:       # a --data folder that is not VOC-shaped
         raise SystemExit(f"error: {e}") from None
 

@@ -65,6 +65,7 @@ def test_resume_gives_the_same_checkpoint(tiny_voc, tmp_path):
     run(*common, "--out", tmp_path / "a", "--iters", 6)
     run(*common, "--out", tmp_path / "b", "--iters", 3)
     run("--out", tmp_path / "b", "--iters", 6, "--resume", "--no-eval")
+    run("--out", tmp_path / "b", "--resume", "--no-eval")        # no --iters: the checkpoint's total, nothing to do
     with np.load(tmp_path / "a" / "checkpoint.npz") as a, np.load(tmp_path / "b" / "checkpoint.npz") as b:
         assert sorted(a.files) == sorted(b.files)
         for key in a.files:
@@ -90,6 +91,16 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_voc, tmp_path):
     with np.load(tmp_path / "checkpoint.npz") as f:
         assert 1 <= int(f["iteration"]) <= failed
         assert all(np.isfinite(f[k]).all() for k in f.files if k.startswith("param/"))
+
+
+def test_a_checkpoint_can_be_the_initial_weights(tiny_voc, tmp_path):
+    """--weights checkpoint.npz starts a new run from a trained detector's conv and fc layers."""
+    run("--data", tiny_voc, "--out", tmp_path / "a", "--iters", 1, "--weights", "none", "--scale", 64, "--no-eval",
+        "--proposals", "dense")
+    run("--data", tiny_voc, "--out", tmp_path / "b", "--iters", 1, "--weights", tmp_path / "a" / "checkpoint.npz",
+        "--scale", 64, "--no-eval", "--proposals", "dense", "--lr", 1e-12)
+    with np.load(tmp_path / "a" / "checkpoint.npz") as a, np.load(tmp_path / "b" / "checkpoint.npz") as b:
+        np.testing.assert_allclose(a["param/conv3.weight"], b["param/conv3.weight"], atol=1e-9)
 
 
 def test_weights_with_wrong_shapes_name_the_file_and_layer(tiny_voc, tmp_path):
