@@ -26,7 +26,6 @@
 
 # %%
 import os
-import time
 from fractions import Fraction
 
 import matplotlib.pyplot as plt
@@ -34,22 +33,13 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 import minircnn.functional as F
+from minircnn.timing import best_time
 from minircnn.backend import gpu_available
 from minircnn.data.shapes import render_shapes_image
 from minircnn.functional import roi_bins, round_half_away
 
 FAST = os.environ.get("MINIRCNN_FAST", "0") not in ("", "0")   # CI sets MINIRCNN_FAST=1: smaller sizes
 rng = np.random.default_rng(0)
-
-
-def best_time(fn, repeat):
-    """The fastest of `repeat` runs of fn(), in seconds (the least disturbed by other work on the machine)."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 # %% [markdown]

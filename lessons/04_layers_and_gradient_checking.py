@@ -38,21 +38,12 @@ import numpy as np
 
 import minircnn
 import minircnn.functional as F
+from minircnn.timing import best_time
 from minircnn.gradcheck import (GRAD_RTOL, STEP, check_backward, check_loss_gradient, numerical_gradient, rel_error,
                                 tie_free)
 
 FAST = os.environ.get("MINIRCNN_FAST", "0") not in ("", "0")   # CI sets MINIRCNN_FAST=1: smaller sizes
 rng = np.random.default_rng(0)
-
-
-def best_time(fn, repeat):
-    """The fastest of `repeat` runs of fn(), in seconds (the least disturbed by other work on the machine)."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 # %% [markdown]
