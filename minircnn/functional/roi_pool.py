@@ -25,7 +25,7 @@ from typing import NamedTuple
 from ..backend import get_array_module, is_gpu_array, scatter_add
 from ._checks import check_array, pair
 
-ROIS_PER_SCATTER = 64  # index arrays of 64 x C x 49 int64 stay under glibc's mmap threshold
+ROIS_PER_SCATTER = 8   # small chunks keep the index arrays in cache (measured: 8 -> 163 ms, 64 -> 232 ms for 2000 RoIs)
 
 
 class RoIBins(NamedTuple):
