@@ -1,4 +1,4 @@
-"""Tests for minircnn.data.selective_search: the grouping steps one by one, the hierarchy's invariants, recall on
+"""Tests for minircnn.data.selective_search and minircnn.data.segmentation: the grouping steps one by one, the hierarchy's invariants, recall on
 generated images, determinism and bad input."""
 import importlib
 
@@ -10,6 +10,7 @@ from skimage import color
 from minircnn.boxes import iou
 # the module (minircnn.data.selective_search, the function, shadows it as an attribute of minircnn.data)
 ss = importlib.import_module("minircnn.data.selective_search")
+seg = importlib.import_module("minircnn.data.segmentation")   # steps 1-4: the hierarchy's leaves
 
 
 def rectangles_image(seed, size=(120, 160), count=3):
@@ -35,10 +36,10 @@ def rectangles_image(seed, size=(120, 160), count=3):
 
 
 def grouping_inputs(image, k=50, space="hsv"):
-    converted = ss.colour_space(image, space)
-    labels = ss.segment(converted, k)
-    regions = ss.region_features(labels, ss.colour_codes(converted), ss.texture_codes(converted))
-    return labels, regions, ss.adjacent_pairs(labels)
+    converted = seg.colour_space(image, space)
+    labels = seg.segment(converted, k)
+    regions = seg.region_features(labels, seg.colour_codes(converted), seg.texture_codes(converted))
+    return labels, regions, seg.adjacent_pairs(labels)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -105,21 +106,21 @@ def test_merges_most_similar_pair_first():
     image[:, 20:40] = (190, 30, 20)
     image[:, 40:] = (20, 20, 200)
     labels = np.repeat(np.arange(3), 20)[None].repeat(20, axis=0)
-    converted = ss.colour_space(image, "rgb")
-    regions = ss.region_features(labels, ss.colour_codes(converted), ss.texture_codes(converted))
-    h = ss.merge_hierarchy(regions, ss.adjacent_pairs(labels), labels.size, "C")
+    converted = seg.colour_space(image, "rgb")
+    regions = seg.region_features(labels, seg.colour_codes(converted), seg.texture_codes(converted))
+    h = ss.merge_hierarchy(regions, seg.adjacent_pairs(labels), labels.size, "C")
     np.testing.assert_array_equal(h.merges, [[0, 1], [2, 3]])
 
 
 def test_region_features_match_a_loop():
     """Sizes, boxes and histograms equal a per-region loop; each histogram part sums to 1."""
     image, _ = rectangles_image(6, size=(50, 70))
-    converted = ss.colour_space(image, "lab")
-    labels = ss.segment(converted, 50)
-    colour, texture = ss.colour_codes(converted), ss.texture_codes(converted)
-    regions = ss.region_features(labels, colour, texture)
-    assert regions.colour_dims == 3 * ss.COLOUR_BINS
-    assert regions.histograms.shape[1] == 3 * ss.COLOUR_BINS + 3 * ss.ORIENTATIONS * ss.TEXTURE_BINS
+    converted = seg.colour_space(image, "lab")
+    labels = seg.segment(converted, 50)
+    colour, texture = seg.colour_codes(converted), seg.texture_codes(converted)
+    regions = seg.region_features(labels, colour, texture)
+    assert regions.colour_dims == 3 * seg.COLOUR_BINS
+    assert regions.histograms.shape[1] == 3 * seg.COLOUR_BINS + 3 * seg.ORIENTATIONS * seg.TEXTURE_BINS
     for r in range(labels.max() + 1):
         mask = (labels == r).ravel()
         ys, xs = np.nonzero(labels == r)
@@ -135,7 +136,7 @@ def test_adjacent_pairs_by_hand():
     labels = np.array([[0, 0, 1],
                        [2, 3, 1],
                        [2, 3, 3]])
-    np.testing.assert_array_equal(ss.adjacent_pairs(labels), [[0, 1], [0, 2], [0, 3], [1, 3], [2, 3]])
+    np.testing.assert_array_equal(seg.adjacent_pairs(labels), [[0, 1], [0, 2], [0, 3], [1, 3], [2, 3]])
 
 
 def test_pair_similarity_by_hand():
@@ -160,12 +161,12 @@ def test_colour_spaces():
     """Every colour space has channels in [0, 1]; HSV equals scikit-image's."""
     image, _ = rectangles_image(7, size=(30, 40), count=1)
     for name, channels in (("rgb", 3), ("hsv", 3), ("lab", 3), ("rgi", 3), ("h", 1), ("i", 1)):
-        out = ss.colour_space(image, name)
+        out = seg.colour_space(image, name)
         assert out.shape == image.shape[:2] + (channels,) and out.dtype == np.float32
         assert out.min() >= 0 and out.max() <= 1
-    np.testing.assert_allclose(ss.colour_space(image, "hsv"), color.rgb2hsv(image), atol=1e-6)
+    np.testing.assert_allclose(seg.colour_space(image, "hsv"), color.rgb2hsv(image), atol=1e-6)
     with pytest.raises(ValueError, match="colour space"):
-        ss.colour_space(image, "xyz")
+        seg.colour_space(image, "xyz")
 
 
 def test_rank_boxes_dedups_and_caps():
