@@ -40,6 +40,11 @@ class TrainConfig:
         proposals: ``"ss-fast"``, ``"ss-quality"`` (selective search) or ``"dense"`` (sliding windows).
         max_proposals: at most this many selective-search boxes per image.
         score_thresh, nms_thresh, max_per_image: the test protocol (:mod:`minircnn.evaluate`).
+        frozen: None: the backbone's own frozen layers (VGG16: conv1_x, conv2_x); a tuple: exactly these layers stay
+            fixed (e.g. every conv, for the paper's Table 5; everything but ``bbox_pred`` for stage-wise training).
+        bbox_loss_weight: lambda of the multi-task loss (Eq. 1); 0 trains classification only (Table 6).
+        train_images: train on this many images of the training split (a seeded random subset, nested: the first
+            n of one fixed permutation, so a smaller subset lies inside a larger one); 0: all of them.
         seed: every random draw of the run derives from it (see :mod:`minircnn.train`).
         checkpoint_every: write ``checkpoint.npz`` every this many iterations (and at the end).
         blas_threads: BLAS threads (0: one per core; 1 by default, see :func:`set_blas_threads`).
@@ -70,12 +75,19 @@ class TrainConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.3
     max_per_image: int = 100
+    frozen: tuple | None = None
+    bbox_loss_weight: float = 1.0
+    train_images: int = 0
     seed: int = 3
     checkpoint_every: int = 200
     blas_threads: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "scales", tuple(int(s) for s in self.scales))
+        if self.frozen is not None:
+            object.__setattr__(self, "frozen", tuple(str(name) for name in self.frozen))
+        if self.bbox_loss_weight < 0 or self.train_images < 0:
+            raise ValueError("bbox_loss_weight and train_images must be >= 0")
         if self.backbone not in ("tiny", "vgg16"):
             raise ValueError(f"backbone must be 'tiny' or 'vgg16', got {self.backbone!r}")
         if self.iters < 1 or self.checkpoint_every < 1:
@@ -96,6 +108,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["scales"] = list(self.scales)
+        if self.frozen is not None:
+            d["frozen"] = list(self.frozen)
         return d
 
     def to_json(self) -> str:

@@ -33,7 +33,8 @@ from .config import PRESETS, TrainConfig, get_preset, set_blas_threads
 # argparse flag -> config key, for the flags that override the preset
 OVERRIDES = {"data": "data", "train_split": "train_split", "test_split": "test_split", "iters": "iters",
              "seed": "seed", "checkpoint_every": "checkpoint_every", "weights": "weights", "scale": None,
-             "lr": "base_lr", "stepsize": "stepsize", "proposals": "proposals", "threads": "blas_threads"}
+             "lr": "base_lr", "stepsize": "stepsize", "proposals": "proposals", "threads": "blas_threads",
+             "frozen": "frozen", "bbox_loss_weight": "bbox_loss_weight", "train_images": "train_images"}
 
 
 def parse_args(argv=None):
@@ -76,8 +77,18 @@ def parse_args(argv=None):
     p.add_argument("--proposals", choices=("ss-fast", "ss-quality", "dense"), help="region proposal method" + preset_default("proposals"))
     p.add_argument("--threads", type=int, help="BLAS threads (0: one per core; presets: 1, fastest on a shared "
                                                "2-core machine)")
+    p.add_argument("--frozen", type=_names, help="comma-separated layers to keep fixed instead of the backbone's own "
+                                                 "(e.g. conv1,conv2,conv3,conv4,conv5; '' for none)")
+    p.add_argument("--bbox-loss-weight", type=float, help="lambda of the multi-task loss (0: classification only)"
+                   + preset_default("bbox_loss_weight"))
+    p.add_argument("--train-images", type=int, help="train on a random subset of this many images (0: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
+
+
+def _names(text):
+    """``"conv1,conv2"`` -> ``("conv1", "conv2")``; ``""`` -> ``()``."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def resolve_config(args) -> TrainConfig:
@@ -145,10 +156,26 @@ def initial_model(config, num_classes):
         raise SystemExit(str(e)) from None
 
 
+def apply_frozen(model, names):
+    """Freeze exactly the layers ``names`` (every other layer with parameters trains)."""
+    unknown = sorted(set(names) - {layer.name for layer in model.layers if layer.params})
+    if unknown:
+        raise SystemExit(f"frozen names {unknown}, which are not layers with parameters of this model; known: "
+                         + ", ".join(layer.name for layer in model.layers if layer.params))
+    model.freeze([layer.name for layer in model.layers if layer.params], False)
+    model.freeze(names)
+
+
 def build_training_roidb(dataset, proposals, config):
     """roidb of the training split, flipped copies appended, targets normalised; with the (K+1, 4) means/stds."""
     from .data import append_flipped, compute_targets, roidb_from_dataset
     roidb = roidb_from_dataset(dataset, proposals)
+    if config.train_images:
+        if config.train_images > len(roidb):
+            raise SystemExit(f"train_images={config.train_images}, but {dataset.split} has only {len(roidb)} images")
+        # the first n of one fixed permutation: a smaller subset lies inside a larger one (same seed)
+        chosen = np.sort(step_rng(config, 4, 0).permutation(len(roidb))[:config.train_images])
+        roidb = [roidb[j] for j in chosen]
     if config.flip:
         roidb = append_flipped(roidb)
     return compute_targets(roidb, dataset.num_classes)
@@ -275,6 +302,8 @@ def train(config, out, device="cpu", resume=False, evaluate=True, progress=True,
             raise SystemExit(f"{ckpt_path}: classes {ckpt.class_names} differ from {root}'s")
     else:
         model, preprocessing = initial_model(config, num_classes)
+        if config.frozen is not None:
+            apply_frozen(model, config.frozen)
         start = 0
     if device == "gpu":
         model.to("gpu")
@@ -308,7 +337,8 @@ def train(config, out, device="cpu", resume=False, evaluate=True, progress=True,
             model.set_dropout_rng(step_rng(config, 3, i))
             try:
                 scores, deltas = model.forward(batch.blob, batch.rois)
-                terms = model.loss(scores, deltas, batch.labels, batch.bbox_targets, batch.bbox_weights)
+                terms = model.loss(scores, deltas, batch.labels, batch.bbox_targets, batch.bbox_weights,
+                                   bbox_loss_weight=config.bbox_loss_weight)
                 problem = None if np.isfinite(terms.total) else f"{terms}"
             except ValueError as e:       # the layers refuse non-finite inputs: the weights have overflowed
                 if "NaN or infinite" not in str(e):
