@@ -1,0 +1,105 @@
+"""Small training runs for the lessons' experiments, cached so that re-running a notebook does not retrain.
+
+A lesson that compares training choices (which layers to fine-tune, lambda, how much data, ...) calls
+:func:`train_detector` once per variant::
+
+    from minircnn.experiments import FAST, lesson_dataset, train_detector
+    root = lesson_dataset()
+    full = train_detector("lambda1", root)                        # the tiny preset, as `python -m minircnn.train`
+    cls_only = train_detector("lambda0", root, bbox_loss_weight=0)
+    print(full.metrics["map"], cls_only.metrics["map"])
+
+Each run goes through :func:`minircnn.train.train` (the same code as the command line) into
+``runs/lessons/<tag>/``; when that folder already holds the metrics of the same resolved config, the run is read back
+instead of repeated. With ``MINIRCNN_FAST=1`` (CI) the dataset is a handful of generated images in a temporary folder
+and every run is a few iterations from scratch at a small scale: every line executes, no number means anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+FAST = os.environ.get("MINIRCNN_FAST", "0") not in ("", "0")   # CI sets MINIRCNN_FAST=1
+RUNS = Path("runs") / "lessons"
+
+# What MINIRCNN_FAST changes in every run: a few steps from scratch on small images (no pretraining to wait for).
+FAST_CHANGES = dict(iters=6, weights="none", scales=(96,), max_size=160, test_scale=96, test_max_size=160,
+                    checkpoint_every=1000, max_proposals=300)
+
+_scratch = None      # the temporary folder of FAST runs, removed when the interpreter exits
+
+
+class Run(NamedTuple):
+    """A finished training run: its folder (checkpoint.npz, log.csv, metrics.json, ...), config and test metrics."""
+    out: Path
+    config: object
+    metrics: dict
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / "checkpoint.npz"
+
+
+def scratch_dir() -> Path:
+    """A temporary folder that lives as long as this Python process (FAST datasets and runs go there)."""
+    global _scratch
+    if _scratch is None:
+        _scratch = tempfile.TemporaryDirectory(prefix="minircnn_lessons_")
+    return Path(_scratch.name)
+
+
+def lesson_dataset(trainval: int = 6, test: int = 3) -> Path:
+    """Root of the dataset the experiments use: the built-in shapes dataset (``data/shapes``, generated on first
+    use), or with ``MINIRCNN_FAST`` a small one of ``trainval`` + ``test`` images in a temporary folder."""
+    from .data import ensure_shapes_dataset, generate_shapes_dataset
+    if not FAST:
+        return ensure_shapes_dataset()
+    root = scratch_dir() / f"shapes_{trainval}_{test}"
+    if not root.is_dir():
+        generate_shapes_dataset(root, seed=0, trainval=trainval, test=test, progress=False)
+    return root
+
+
+def train_detector(tag: str, root, evaluate: bool = True, progress: bool = True, **changes) -> Run:
+    """Train the tiny preset with ``changes`` on the dataset at ``root`` (and evaluate it on its test split).
+
+    Args:
+        tag: the run's name; its folder is ``runs/lessons/<tag>`` (a temporary folder with ``MINIRCNN_FAST``).
+        root: dataset folder (:func:`lesson_dataset`).
+        evaluate: also compute the test split's metrics (``Run.metrics`` is ``{}`` without).
+        progress: show progress bars.
+        **changes: :class:`~minircnn.config.TrainConfig` fields, e.g. ``iters=600``, ``frozen=("conv1",)``,
+            ``bbox_loss_weight=0``, ``train_images=100``, ``flip=False``.
+
+    Returns:
+        :class:`Run`. A folder that already holds a finished run of the same config is read back, not retrained.
+    """
+    from .config import get_preset
+    from .train import train
+    config = get_preset("tiny").replace(data=str(root), **changes)
+    if FAST:     # the lesson's own changes win, except the length of the run and pretraining (minutes in CI)
+        forced = ("iters", "weights") if config.weights == "pretrained" else ("iters",)
+        config = config.replace(**{k: v for k, v in FAST_CHANGES.items() if k not in changes or k in forced})
+    out = (scratch_dir() / "runs" if FAST else RUNS) / tag
+    if _finished(out, config, evaluate):
+        print(f"{tag}: reusing the finished run in {out}")
+        return Run(out, config, json.loads((out / "metrics.json").read_text()) if evaluate else {})
+    metrics = train(config, out, evaluate=evaluate, progress=progress)
+    return Run(out, config, metrics or {})
+
+
+def _finished(out: Path, config, evaluate: bool) -> bool:
+    """Whether ``out`` holds a run of exactly ``config`` that reached its last iteration (and was evaluated)."""
+    import numpy as np
+    try:
+        if json.loads((out / "config.json").read_text()) != json.loads(config.to_json()):
+            return False
+        with np.load(out / "checkpoint.npz", allow_pickle=False) as f:
+            if int(f["iteration"]) != config.iters:
+                return False
+    except (OSError, ValueError, KeyError):
+        return False
+    return not evaluate or (out / "metrics.json").is_file()
