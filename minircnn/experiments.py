@@ -95,7 +95,10 @@ def _finished(out: Path, config, evaluate: bool) -> bool:
     """Whether ``out`` holds a run of exactly ``config`` that reached its last iteration (and was evaluated)."""
     import numpy as np
     try:
-        if json.loads((out / "config.json").read_text()) != json.loads(config.to_json()):
+        # a key the saved config lacks is a field added since; the run used that field's default behaviour
+        defaults = json.loads(type(config)().to_json())
+        saved = defaults | json.loads((out / "config.json").read_text())
+        if saved != json.loads(config.to_json()):
             return False
         with np.load(out / "checkpoint.npz", allow_pickle=False) as f:
             if int(f["iteration"]) != config.iters:
