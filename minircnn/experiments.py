@@ -10,7 +10,7 @@ A lesson that compares training choices (which layers to fine-tune, lambda, how 
     print(full.metrics["map"], cls_only.metrics["map"])
 
 Each run goes through :func:`minircnn.train.train` (the same code as the command line) into
-``runs/lessons/<tag>/``; when that folder already holds the metrics of the same resolved config, the run is read back
+``runs/lessons/<tag>/`` of the repository; when that folder already holds the metrics of the same resolved config, the run is read back
 instead of repeated. With ``MINIRCNN_FAST=1`` (CI) the dataset is a handful of generated images in a temporary folder
 and every run is a few iterations from scratch at a small scale: every line executes, no number means anything.
 """
@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 FAST = os.environ.get("MINIRCNN_FAST", "0") not in ("", "0")   # CI sets MINIRCNN_FAST=1
-RUNS = Path("runs") / "lessons"
+
+
+def _runs_root() -> Path:
+    """``runs/lessons`` in the repository (a source checkout, whatever the working directory: the lessons run in
+    lessons/), else in the working directory."""
+    repo = Path(__file__).resolve().parents[1]
+    return (repo if (repo / "setup.py").is_file() else Path.cwd()) / "runs" / "lessons"
+
+
+RUNS = _runs_root()
 
 # What MINIRCNN_FAST changes in every run: a few steps from scratch on small images (no pretraining to wait for).
 FAST_CHANGES = dict(iters=6, weights="none", scales=(96,), max_size=160, test_scale=96, test_max_size=160,
