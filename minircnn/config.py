@@ -37,7 +37,9 @@ class TrainConfig:
         scales, max_size: training shorter side(s) and cap on the longer side (spec §4).
         test_scale, test_max_size: the same at test time.
         flip: train on the dataset plus its mirrored copies (spec §5).
-        proposals: ``"ss-fast"``, ``"ss-quality"`` (selective search) or ``"dense"`` (sliding windows).
+        proposals: ``"ss-fast"``, ``"ss-quality"`` (selective search), ``"dense"`` (sliding windows), or
+            precomputed files: ``"selective_search_data/voc_2007_{split}.mat"`` (the original release's), a folder
+            holding ``*_<split>.mat``/``.npz`` files, or one file (:mod:`minircnn.data.proposal_files`).
         max_proposals: at most this many selective-search boxes per image.
         score_thresh, nms_thresh, max_per_image: the test protocol (:mod:`minircnn.evaluate`).
         frozen: None: the backbone's own frozen layers (VGG16: conv1_x, conv2_x); a tuple: exactly these layers stay
@@ -92,8 +94,10 @@ class TrainConfig:
             raise ValueError(f"backbone must be 'tiny' or 'vgg16', got {self.backbone!r}")
         if self.iters < 1 or self.checkpoint_every < 1:
             raise ValueError("iters and checkpoint_every must be >= 1")
-        if self.proposals not in ("ss-fast", "ss-quality", "dense"):
-            raise ValueError(f"proposals must be ss-fast, ss-quality or dense, got {self.proposals!r}")
+        from .data.proposal_files import is_proposal_file
+        if self.proposals not in ("ss-fast", "ss-quality", "dense") and not is_proposal_file(self.proposals):
+            raise ValueError(f"proposals must be ss-fast, ss-quality, dense or proposal files (a path with {{split}}, "
+                             f"a folder, or a .mat/.npz file), got {self.proposals!r}")
         if self.weights == "pretrained" and self.backbone != "tiny":
             raise ValueError("weights='pretrained' exists for the tiny backbone only; give an .npz path or 'none'")
 

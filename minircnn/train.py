@@ -74,7 +74,11 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, help="base learning rate" + preset_default("base_lr"))
     p.add_argument("--stepsize", type=int, help="multiply the learning rate by 0.1 every this many iterations"
                    + preset_default("stepsize"))
-    p.add_argument("--proposals", choices=("ss-fast", "ss-quality", "dense"), help="region proposal method" + preset_default("proposals"))
+    p.add_argument("--proposals", metavar="METHOD|FILES",
+                   help="region proposals: ss-fast, ss-quality (selective search), dense (sliding windows), or "
+                        "precomputed files: a path with {split} (e.g. selective_search_data/voc_2007_{split}.mat, the "
+                        "original release's), or a folder of <prefix>_<split>.mat/.npz files"
+                        + preset_default("proposals"))
     p.add_argument("--threads", type=int, help="BLAS threads (0: one per core; presets: 1, fastest on a shared "
                                                "2-core machine)")
     p.add_argument("--frozen", type=_names, help="comma-separated layers to keep fixed instead of the backbone's own "

@@ -2,8 +2,8 @@
 
 * :func:`~minircnn.data.selective_search.selective_search` (the paper's proposals) and :func:`dense_boxes` (sliding
   windows, the paper's Sec. 5.5 experiment) compute boxes for one image;
-* :func:`load_proposals_mat` reads the original release's ``.mat`` files; :func:`save_proposals` /
-  :func:`load_proposals` are our own ``.npz`` format;
+* :mod:`~minircnn.data.proposal_files` reads the original release's ``.mat`` files and our own ``.npz`` format
+  (re-exported here), and resolves ``--proposals FILE`` to a split's file;
 * :func:`compute_proposals` runs a method over a split in parallel, :func:`proposals_for_split` does it once and
   caches the result beside the dataset, :func:`proposal_recall` measures how many objects the boxes cover.
 
@@ -21,15 +21,13 @@ import multiprocessing
 import os
 import time
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 from tqdm import tqdm
 
 from ..boxes import iou
-from ..io import atomic_save_npz
+from .proposal_files import is_proposal_file, load_proposals, load_proposals_mat, proposals_from_file, save_proposals
 from .selective_search import selective_search
 
 __all__ = ["METHODS", "DENSE_SCALES", "DENSE_ASPECT_RATIOS", "dense_boxes", "load_proposals_mat", "save_proposals",
@@ -38,7 +36,6 @@ __all__ = ["METHODS", "DENSE_SCALES", "DENSE_ASPECT_RATIOS", "dense_boxes", "loa
 METHODS = ("ss-fast", "ss-quality", "dense")
 DENSE_SCALES = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)   # window side sqrt(w * h), px: steps of ~1.4x
 DENSE_ASPECT_RATIOS = (0.5, 1.0, 2.0)                                # h / w
-FORMAT_VERSION = 1                                                   # of our .npz proposal files
 
 
 # ------------------------------------------------------------------------------------------------- dense boxes
@@ -90,140 +87,6 @@ def dense_boxes(image_shape, scales=DENSE_SCALES, aspect_ratios=DENSE_ASPECT_RAT
     boxes = np.concatenate(found)
     _, first = np.unique(boxes, axis=0, return_index=True)                  # keep each box's first occurrence
     return boxes[np.sort(first)].astype(np.float32)
-
-
-# ----------------------------------------------------------------------------------------------- .mat files
-def _mat_strings(cell):
-    """The strings of a MATLAB cell array (or char matrix) read by ``scipy.io.loadmat``."""
-    cell = np.asarray(cell)
-    if cell.dtype.kind == "U":
-        return [str(s).strip() for s in cell.ravel()]
-    return [str(np.asarray(s).ravel()[0]).strip() if np.asarray(s).size else "" for s in cell.ravel()]
-
-
-def load_proposals_mat(path, image_ids=None, layout="selective_search"):
-    """Proposals from a ``.mat`` file of the original Fast R-CNN release (spec §12, gotcha 17).
-
-    Args:
-        path: the file, holding a variable ``boxes``: a cell array with one (n_i, 4) matrix per image, in the order
-            of the split's ``ImageSets/Main/<split>.txt``, or a single matrix (one image, as in the demo files).
-        image_ids: the split's image ids; when given, the number of images must match (and the ids, when the file
-            has an ``images`` variable).
-        layout: ``"selective_search"``: rows are ``[y1 x1 y2 x2]``, 1-based (``selective_search_data/*.mat``),
-            converted by swapping columns and subtracting 1. ``"demo"``: rows are already ``[x1 y1 x2 y2]``,
-            0-based (``data/demo/*_boxes.mat``), kept as they are.
-
-    Returns:
-        list with one (n_i, 4) float32 array of boxes ``(x1, y1, x2, y2)`` per image, 0-based. No duplicate removal
-        or size filtering (the original code did neither).
-
-    Raises:
-        ValueError: ``layout`` is unknown, the file has no ``boxes``, a matrix is not (n, 4), a box is inverted or
-            has negative coordinates, or the file does not match ``image_ids``. The message names the file.
-    """
-    if layout not in ("selective_search", "demo"):
-        raise ValueError(f"layout must be 'selective_search' or 'demo', got {layout!r}")
-    try:
-        data = scipy.io.loadmat(str(path))
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError, TypeError, NotImplementedError) as e:   # not a .mat file, MATLAB v7.3 (HDF5), ...
-        raise ValueError(f"{path}: cannot read it as a .mat file: {e}") from None
-    if "boxes" not in data:
-        found = sorted(k for k in data if not k.startswith("__"))
-        raise ValueError(f"{path}: no 'boxes' variable (found {found})")
-    raw = data["boxes"]
-    per_image = list(raw.ravel()) if raw.dtype == object else [raw]
-    out = []
-    for k, b in enumerate(per_image):
-        b = np.asarray(b)
-        b = b.reshape(0, 4) if b.size == 0 else b
-        if b.ndim != 2 or b.shape[1] != 4:
-            raise ValueError(f"{path}: boxes of image {k} must have shape (n, 4), got {b.shape}")
-        b = b.astype(np.float32)                          # before subtracting: the files store unsigned ints
-        if layout == "selective_search":
-            b = b[:, [1, 0, 3, 2]] - 1                    # [y1 x1 y2 x2] 1-based -> [x1 y1 x2 y2] 0-based
-        bad = np.flatnonzero((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1]) | (b < 0).any(axis=1))
-        if bad.size:
-            hint = " (a file already 0-based [x1 y1 x2 y2], like the demo files, needs layout='demo')" \
-                if layout == "selective_search" and (b[bad] < 0).any() else ""
-            raise ValueError(f"{path}: image {k}, box {bad[0]}: {b[bad[0]].tolist()} is inverted or has negative "
-                             f"coordinates after conversion{hint}")
-        out.append(b)
-    if image_ids is not None:
-        if len(out) != len(image_ids):
-            raise ValueError(f"{path}: proposals for {len(out)} images, but the split has {len(image_ids)}")
-        if "images" in data:
-            _check_ids(path, _mat_strings(data["images"]), image_ids)
-    return out
-
-
-def _check_ids(path, found, expected):
-    found, expected = [str(i) for i in found], [str(i) for i in expected]
-    if len(found) != len(expected):
-        raise ValueError(f"{path}: proposals for {len(found)} images, but the split has {len(expected)}")
-    for k, (a, b) in enumerate(zip(found, expected)):
-        if a != b:
-            raise ValueError(f"{path}: image {k} is {a!r} in the proposal file but {b!r} in the split")
-
-
-# ------------------------------------------------------------------------------------------- our .npz files
-def save_proposals(path, boxes, image_ids, **meta):
-    """Write proposals to an ``.npz`` file atomically (a crash never leaves half a file), without pickle.
-
-    Layout: ``boxes`` (sum n_i, 4) float32 all images' boxes one after another, ``offsets`` (N + 1,) int64 where
-    image i's boxes are ``boxes[offsets[i]:offsets[i + 1]]``, ``image_ids`` (N,) str, ``version``, plus ``meta``.
-
-    Args:
-        path: destination file.
-        boxes: list of N (n_i, 4) arrays, one per image.
-        image_ids: the N image ids, in the same order.
-        **meta: scalars to store alongside (e.g. ``method="ss-fast"``, ``seed=0``).
-    """
-    if len(boxes) != len(image_ids):
-        raise ValueError(f"boxes has {len(boxes)} images but image_ids has {len(image_ids)}")
-    arrays = [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes]
-    offsets = np.concatenate([[0], np.cumsum([len(b) for b in arrays])]).astype(np.int64)
-    flat = np.concatenate(arrays) if arrays else np.zeros((0, 4), np.float32)
-    atomic_save_npz(path, boxes=flat, offsets=offsets, image_ids=np.array([str(i) for i in image_ids], dtype=str),
-                    version=FORMAT_VERSION, **{k: np.asarray(v) for k, v in meta.items()})
-
-
-def load_proposals(path, image_ids=None, return_meta=False):
-    """Read proposals written by :func:`save_proposals`.
-
-    Args:
-        path: the ``.npz`` file.
-        image_ids: the split's image ids; when given they must equal the file's, in order.
-        return_meta: also return the stored metadata as a dict of Python scalars.
-
-    Returns:
-        list of (n_i, 4) float32 arrays (and the metadata dict when ``return_meta``).
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file is not a proposal file of this format, or its images differ from ``image_ids``
-            (the message names the file).
-    """
-    try:
-        f = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: cannot read it as an .npz proposal file: {e}") from None
-    if not hasattr(f, "files") or not {"boxes", "offsets", "image_ids"} <= set(f.files):   # (.npy: an array)
-        raise ValueError(f"{path}: not a minircnn proposal file (needs boxes, offsets and image_ids)")
-    with f:
-        boxes, offsets, ids = f["boxes"], f["offsets"], f["image_ids"].tolist()
-        meta = {k: f[k].item() for k in f.files if k not in ("boxes", "offsets", "image_ids")}
-    if boxes.ndim != 2 or boxes.shape[1] != 4 or offsets.shape != (len(ids) + 1,) or offsets[0] != 0 \
-            or offsets[-1] != len(boxes) or (np.diff(offsets) < 0).any():
-        raise ValueError(f"{path}: corrupt proposal file (boxes {boxes.shape}, offsets {offsets.shape}, "
-                         f"{len(ids)} image ids)")
-    if image_ids is not None:
-        _check_ids(path, ids, image_ids)
-    out = [boxes[offsets[i]:offsets[i + 1]] for i in range(len(ids))]
-    return (out, meta) if return_meta else out
 
 
 # ------------------------------------------------------------------------------------- computing for a split
@@ -286,20 +149,24 @@ def compute_proposals(dataset, method="ss-fast", seed=0, max_boxes=2000, workers
 
 def proposals_for_split(dataset, method="ss-fast", seed=0, max_boxes=2000, workers=None, cache_dir=None,
                         recompute=False, progress=True):
-    """A split's proposals, computed once and cached as ``<root>/proposals/<split>_<method>.npz``.
+    """A split's proposals, computed once and cached as ``<root>/proposals/<split>_<method>.npz``; or read from
+    precomputed files when ``method`` names them (:func:`~minircnn.data.proposal_files.proposals_from_file`).
 
     The cache is reused when it was made with the same method, seed and ``max_boxes`` for the same image ids;
     otherwise (or with ``recompute``) the proposals are computed again and the file replaced atomically.
 
     Args:
         dataset: a :class:`~minircnn.data.voc.VOCDataset` (needs ``root``, ``split`` and ``ids``).
-        method, seed, max_boxes, workers, progress: as in :func:`compute_proposals`.
+        method, seed, max_boxes, workers, progress: as in :func:`compute_proposals`; ``method`` may also be a
+            proposal file setting (a ``{split}`` template, a folder, or a .mat/.npz file).
         cache_dir: folder of the cache file; ``<dataset root>/proposals`` when None.
         recompute: ignore an existing cache.
 
     Returns:
         list of (n_i, 4) float32 arrays, one per image of the split.
     """
+    if is_proposal_file(method):                  # precomputed files (--proposals FILE): read, never cached
+        return proposals_from_file(method, dataset)
     folder = Path(cache_dir) if cache_dir is not None else Path(dataset.root) / "proposals"
     path = folder / f"{dataset.split}_{method}.npz"
     meta = {"method": method, "seed": int(seed), "max_boxes": int(max_boxes)}
