@@ -115,8 +115,11 @@ def initial_model(config, num_classes):
     """The detector before fine-tuning, and its preprocessing.
 
     ``pretrained`` / a classifier file: :func:`~minircnn.models.from_classifier` (the paper's three
-    transformations). Another ``.npz`` (backbone weights, or a ``checkpoint.npz`` of ours): its conv, fc6 and fc7
-    parameters are loaded by name into a fresh detector (the heads stay random). ``none``: random initialisation.
+    transformations). Backbone weights (an ``.npz``): its conv, fc6 and fc7 parameters are loaded by name into a
+    fresh detector (the heads stay random). A ``checkpoint.npz`` of ours: every parameter, the heads ``cls_score``
+    and ``bbox_pred`` included when they fit this dataset's number of classes (stage-wise training, Table 6, trains
+    bbox_pred on top of a classification-only detector; its targets are normalised with this run's statistics, the
+    same as the checkpoint's when the data and config are). ``none``: random initialisation.
     """
     from .data import PREPROCESSING_PRESETS, Preprocessing
     from .models import Classifier, build_model, from_classifier
@@ -133,7 +136,8 @@ def initial_model(config, num_classes):
             raise SystemExit(f"--weights {path}: no such file")
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
-    if "model_config" in arrays:           # a detector checkpoint of ours: start from its parameters
+    from_detector = "model_config" in arrays
+    if from_detector:                      # a detector checkpoint of ours: start from its parameters
         arrays = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")} | {
             "preprocessing": arrays["preprocessing"]}
     if "preprocessing" in arrays:
@@ -148,9 +152,11 @@ def initial_model(config, num_classes):
                                  f"{config.backbone}")
             return from_classifier(classifier, num_classes, seed=config.seed), preprocessing
         model = build_model(config.backbone, num_classes, seed=config.seed)
-        # transformation 2 (Sec. 2.2): an ImageNet classifier's last layer (fc8) gives way to the two new heads
-        params = {k: v for k, v in arrays.items()
-                  if "." in k and not k.startswith(("fc8.", "cls_score.", "bbox_pred."))}
+        # transformation 2 (Sec. 2.2): an ImageNet classifier's last layer (fc8) gives way to the two new heads;
+        # a detector's heads are kept unless they were made for another number of classes
+        own = {p.name: p.value.shape for p in model.parameters()}
+        params = {k: v for k, v in arrays.items() if "." in k and not k.startswith("fc8.") and (
+            not k.startswith(("cls_score.", "bbox_pred.")) or (from_detector and own.get(k) == v.shape))}
         _, unexpected = model.load_state_dict(params, strict=False, source=str(path))
         if unexpected or not params:
             raise SystemExit(f"{path}: parameters {unexpected[:5] or 'none'} do not belong to a {config.backbone} "

@@ -103,6 +103,21 @@ def test_a_checkpoint_can_be_the_initial_weights(tiny_voc, tmp_path):
         np.testing.assert_allclose(a["param/conv3.weight"], b["param/conv3.weight"], atol=1e-9)
 
 
+def test_a_checkpoint_start_keeps_the_heads_and_frozen_layers_stay_put(tiny_voc, tmp_path):
+    """Stage-wise training (Table 6): starting from a detector's checkpoint keeps its cls_score and bbox_pred (the
+    same classes), and with every layer but bbox_pred frozen, only bbox_pred changes."""
+    run("--data", tiny_voc, "--out", tmp_path / "a", "--iters", 2, "--weights", "none", "--scale", 64, "--no-eval",
+        "--proposals", "dense", "--bbox-loss-weight", 0)
+    frozen = "conv1,conv2,conv3,conv4,conv5,fc6,fc7,cls_score"
+    run("--data", tiny_voc, "--out", tmp_path / "b", "--iters", 2, "--weights", tmp_path / "a" / "checkpoint.npz",
+        "--scale", 64, "--no-eval", "--proposals", "dense", "--frozen", frozen)
+    with np.load(tmp_path / "a" / "checkpoint.npz") as a, np.load(tmp_path / "b" / "checkpoint.npz") as b:
+        for key in a.files:
+            if key.startswith("param/") and not key.startswith("param/bbox_pred."):
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        assert not np.array_equal(a["param/bbox_pred.weight"], b["param/bbox_pred.weight"])
+
+
 def test_weights_with_wrong_shapes_name_the_file_and_layer(tiny_voc, tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, **{"conv1.weight": np.zeros((16, 3, 5, 5), np.float32)})
