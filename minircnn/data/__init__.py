@@ -20,6 +20,6 @@ from .shapes import (ShapesImage, default_shapes_root, ensure_shapes_dataset, ge
                      render_shapes_image)
 from .transforms import (CAFFE_VGG16, PLAIN, PREPROCESSING_PRESETS, TORCHVISION, Preprocessing, flip_boxes,
                          flip_image, image_pyramid, images_to_blob, prepare_image, pyramid_rois, resize_bilinear,
-                         scale_for, scaled_size)
+                         scale_for, scaled_size, warp_region)
 from .selective_search import selective_search
 from .voc import VOC_CLASS_NAMES, VOCAnnotation, VOCAnnotationWarning, VOCDataset, VOCFormatError, VOCItem

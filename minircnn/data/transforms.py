@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = ["Preprocessing", "CAFFE_VGG16", "TORCHVISION", "PLAIN", "PREPROCESSING_PRESETS", "scale_for",
-           "scaled_size", "resize_bilinear", "flip_image", "flip_boxes", "prepare_image", "images_to_blob",
-           "image_pyramid", "pyramid_rois"]
+           "scaled_size", "resize_bilinear", "warp_region", "flip_image", "flip_boxes", "prepare_image",
+           "images_to_blob", "image_pyramid", "pyramid_rois"]
 
 
 # ------------------------------------------------------------------------------------------------- preprocessing
@@ -173,12 +173,45 @@ def resize_bilinear(image, scale):
         raise ValueError(f"scale must be a positive finite number, got {scale!r}")
     h, w = image.shape[1:]
     out_h, out_w = scaled_size(h, w, scale)
-    y0, y1, fy = _linear_taps(h, out_h, scale)
-    x0, x1, fx = _linear_taps(w, out_w, scale)
+    return _resize(image, out_h, out_w, scale, scale)
+
+
+def _resize(image, out_h, out_w, scale_y, scale_x):
+    """Bilinear resize of a (C, H, W) image to (C, out_h, out_w), sampling with the given factor on each axis."""
+    h, w = image.shape[1:]
+    y0, y1, fy = _linear_taps(h, out_h, scale_y)
+    x0, x1, fx = _linear_taps(w, out_w, scale_x)
     left, right = np.take(image, x0, axis=2), np.take(image, x1, axis=2)      # along each row: (C, H, out_w)
     rows = left + (right - left) * fx
     top, bottom = np.take(rows, y0, axis=1), np.take(rows, y1, axis=1)      # then down columns: (C, out_h, out_w)
     return top + (bottom - top) * fy[:, None]
+
+
+def warp_region(image, box, size):
+    """R-CNN's input: the pixels of one box, stretched to a fixed ``size x size`` square whatever its aspect ratio.
+
+    R-CNN (Girshick et al., 2014, Sec. 2.1) runs the whole network once per region proposal on such a warped crop;
+    Fast R-CNN replaces this by one conv pass per image and RoI pooling (lesson 01). R-CNN also added 16 pixels of
+    image context around each box before warping; that is left out here. The corners are rounded to whole pixels and
+    clipped to the image; each axis is then resized by ``size / extent`` like ``cv2.resize(dsize=(size, size))``.
+
+    Args:
+        image: (C, H, W) float32 array (e.g. :meth:`Preprocessing.apply` of an image).
+        box: ``(x1, y1, x2, y2)``, inclusive pixel corners in the image.
+        size: side of the output square in pixels.
+
+    Returns:
+        (C, size, size) float32 array.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"image must have shape (C, H, W), got shape {image.shape}")
+    size = _positive_int(size, "size")
+    h, w = image.shape[1:]
+    x1, y1, x2, y2 = (int(np.clip(round(float(v)), 0, limit - 1)) for v, limit in zip(box, (w, h, w, h)))
+    x2, y2 = max(x1, x2), max(y1, y2)
+    crop = image[:, y1:y2 + 1, x1:x2 + 1]
+    return _resize(crop, size, size, size / crop.shape[1], size / crop.shape[2])
 
 
 # ------------------------------------------------------------------------------------------------------ flipping

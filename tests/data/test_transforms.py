@@ -4,7 +4,7 @@ import pytest
 
 from minircnn.data.transforms import (CAFFE_VGG16, PLAIN, PREPROCESSING_PRESETS, TORCHVISION, Preprocessing,
                                       flip_boxes, flip_image, image_pyramid, images_to_blob, prepare_image,
-                                      pyramid_rois, resize_bilinear, scale_for, scaled_size)
+                                      pyramid_rois, resize_bilinear, scale_for, scaled_size, warp_region)
 
 
 def random_image(rng, h, w):
@@ -73,6 +73,35 @@ def test_resize_commutes_with_per_channel_affine_maps():
     x = rng.uniform(0, 255, (3, 11, 13)).astype(np.float32)
     a, b = np.float32(0.5), np.float32(-3.0)
     np.testing.assert_allclose(resize_bilinear(a * x + b, 1.7), a * resize_bilinear(x, 1.7) + b, atol=1e-4)
+
+
+def test_warp_region_is_a_crop_then_a_resize():
+    """A square box warped by a whole factor equals resize_bilinear of its crop; a box of the output's size is the
+    crop itself; a constant image stays constant whatever the aspect ratio."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 20, 30)).astype(np.float32)
+    np.testing.assert_allclose(warp_region(x, (4, 2, 11, 9), 16), resize_bilinear(x[:, 2:10, 4:12], 2.0), atol=1e-6)
+    np.testing.assert_array_equal(warp_region(x, (10, 5, 17, 12), 8), x[:, 5:13, 10:18])
+    c = np.full((3, 20, 30), 2.5, dtype=np.float32)
+    out = warp_region(c, (0, 3, 29, 6), 12)                 # 30 x 4 px stretched to 12 x 12
+    assert out.shape == (3, 12, 12)
+    np.testing.assert_allclose(out, 2.5, rtol=1e-6)
+
+
+def test_warp_region_stretches_each_axis_on_its_own():
+    """A horizontal ramp keeps being constant down each column when only the height is stretched: x and y are
+    resized by their own factors (R-CNN's anisotropic warp)."""
+    ramp = np.tile(np.arange(8, dtype=np.float32), (1, 2, 1))          # (1, 2, 8): 2 rows of 0..7
+    out = warp_region(ramp, (0, 0, 7, 1), 8)                            # 8 x 2 px -> 8 x 8
+    np.testing.assert_allclose(out[0], np.tile(np.arange(8, dtype=np.float32), (8, 1)), atol=1e-6)
+
+
+def test_warp_region_clips_and_rounds_the_box():
+    """Corners are rounded to whole pixels and clipped to the image; a box outside the image keeps its border pixel."""
+    x = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    np.testing.assert_array_equal(warp_region(x, (-5.0, -5.0, 10.0, 10.0), 4), warp_region(x, (0, 0, 3, 2), 4))
+    np.testing.assert_array_equal(warp_region(x, (0.4, 0.6, 1.4, 1.6), 2), x[:, 1:3, 0:2])
+    np.testing.assert_allclose(warp_region(x, (9, 9, 12, 12), 2), 11.0)
 
 
 # ------------------------------------------------------------------------------------------------------ flipping
