@@ -136,6 +136,12 @@ def initial_model(config, num_classes):
             raise SystemExit(f"--weights {path}: no such file")
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
+    if "checksum" in arrays:               # ImageNet weights from `python -m minircnn.weights convert`
+        from .weights import WeightsError, verify_checksum
+        try:
+            verify_checksum(arrays, str(path))
+        except WeightsError as e:
+            raise SystemExit(str(e)) from None
     from_detector = "model_config" in arrays
     if from_detector:                      # a detector checkpoint of ours: start from its parameters
         arrays = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")} | {
