@@ -33,7 +33,7 @@ def _class_name(class_names, label):
 
 
 def draw_boxes(image, boxes, labels=None, scores=None, class_names=None, ax=None, score_thresh=None,
-               linewidth=2.0, fontsize=8):
+               linewidth=2.0, fontsize=8, color=None, linestyle="-"):
     """Draw boxes, with class names and scores, on an image.
 
     A box ``(x1, y1, x2, y2)`` covers pixels x1..x2 inclusive, so its rectangle runs from ``x1 - 0.5`` to ``x2 + 0.5``
@@ -51,6 +51,9 @@ def draw_boxes(image, boxes, labels=None, scores=None, class_names=None, ax=None
         score_thresh: if given, only boxes with a score >= score_thresh are drawn (needs ``scores``).
         linewidth: box edge width in points.
         fontsize: caption font size in points.
+        color: one matplotlib colour for every box (e.g. to tell proposals from regressed boxes); None: a colour
+            per class (lime without labels).
+        linestyle: matplotlib line style of the box edges, e.g. ``"--"``.
 
     Returns:
         The matplotlib Axes.
@@ -86,9 +89,9 @@ def draw_boxes(image, boxes, labels=None, scores=None, class_names=None, ax=None
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
     cmap = colormaps["tab20"]
     for i, (x1, y1, x2, y2) in enumerate(boxes):
-        colour = cmap(int(labels[i]) % 20) if labels is not None else "lime"
+        colour = color if color is not None else cmap(int(labels[i]) % 20) if labels is not None else "lime"
         ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1 + 1, y2 - y1 + 1, fill=False,
-                               edgecolor=colour, linewidth=linewidth))
+                               edgecolor=colour, linewidth=linewidth, linestyle=linestyle))
         caption = [] if labels is None else [_class_name(class_names, int(labels[i]))]
         if scores is not None:
             caption.append(f"{scores[i]:.3f}")

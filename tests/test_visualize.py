@@ -37,6 +37,18 @@ def test_draw_boxes_rectangles_and_captions(tmp_path):
     assert (tmp_path / "boxes.png").stat().st_size > 0
 
 
+def test_draw_boxes_one_colour_and_line_style():
+    """``color`` gives every box the same edge colour whatever its class; ``linestyle`` sets the edges' dashes."""
+    from matplotlib.colors import to_rgba
+    boxes = np.array([[2, 3, 11, 8], [20, 10, 39, 29]], dtype=np.float32)
+    ax = draw_boxes(None, boxes, labels=np.array([1, 2]), color="red", linestyle="--")
+    for rect in rectangles(ax):
+        assert rect.get_edgecolor() == to_rgba("red")
+        assert rect.get_linestyle() == "--"
+    plain = rectangles(draw_boxes(None, boxes, labels=np.array([1, 2])))
+    assert plain[0].get_edgecolor() != plain[1].get_edgecolor() and plain[0].get_linestyle() == "-"
+
+
 def test_draw_boxes_score_threshold_and_own_axes():
     """Drawing into a given Axes returns that Axes; score_thresh hides low-scoring boxes; without labels or
     class_names the caption is just the score."""
