@@ -1,4 +1,4 @@
-"""Training configuration: one dataclass, two named presets, and the rule for overriding them.
+"""Training configuration: one dataclass, named presets, and the rule for overriding them.
 
 * ``tiny`` (the default): the tiny backbone, pretrained on the generated ImageNet stand-in
   (:mod:`minircnn.pretrain`), fine-tuned on the built-in shapes dataset in a few CPU minutes. Measured on the
@@ -7,6 +7,8 @@
 * ``vgg16_voc07``: the paper's settings for VGG16 on VOC 2007 trainval (spec §3, §4): shorter side 600, longer side
   at most 1000, N = 2 images and R = 128 RoIs per step, 25% foreground, lr 0.001 -> 0.0001 at 30k of 40k iterations,
   momentum 0.9, weight decay 0.0005, horizontal flips, selective search proposals, Caffe BGR preprocessing.
+* ``caffenet_voc07``, ``vgg_cnn_m_voc07``: the same settings for the paper's models S and M. The original trains all
+  three with one solver and ``--iters 40000`` (spec §3) and subtracts the same BGR pixel means (spec §4 PIXEL_MEANS).
 
 A config is resolved as ``preset -> command-line overrides``; an unknown key is an error (:meth:`TrainConfig.replace`).
 The resolved config is printed by ``train`` and saved as ``config.json`` and inside ``checkpoint.npz``.
@@ -17,6 +19,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, fields
 
+#: the keys of ``minircnn.models.BACKBONES`` (spelled out so that reading a config does not import the models)
+BACKBONE_NAMES = ("tiny", "caffenet", "vgg_cnn_m_1024", "vgg16")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -24,7 +29,7 @@ class TrainConfig:
 
     Attributes:
         preset: name of the preset this config started from.
-        backbone: ``"tiny"`` or ``"vgg16"`` (:mod:`minircnn.models.backbones`).
+        backbone: one of :data:`BACKBONE_NAMES` (:mod:`minircnn.models.backbones`).
         data: a VOC-format folder; None for the built-in shapes dataset (generated on first use).
         train_split, test_split: image sets of ``data`` to train and evaluate on.
         weights: initial weights: ``"pretrained"`` (the tiny backbone pretrained by :mod:`minircnn.pretrain`),
@@ -90,8 +95,8 @@ class TrainConfig:
             object.__setattr__(self, "frozen", tuple(str(name) for name in self.frozen))
         if self.bbox_loss_weight < 0 or self.train_images < 0:
             raise ValueError("bbox_loss_weight and train_images must be >= 0")
-        if self.backbone not in ("tiny", "vgg16"):
-            raise ValueError(f"backbone must be 'tiny' or 'vgg16', got {self.backbone!r}")
+        if self.backbone not in BACKBONE_NAMES:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONE_NAMES)}, got {self.backbone!r}")
         if self.iters < 1 or self.checkpoint_every < 1:
             raise ValueError("iters and checkpoint_every must be >= 1")
         from .data.proposal_files import is_proposal_file
@@ -133,10 +138,14 @@ PRESETS = {
         iters=40000, base_lr=0.001, stepsize=30000, scales=(600,), max_size=1000, test_scale=600,
         test_max_size=1000, checkpoint_every=10000, seed=3),
 }
+# models S and M: VGG16's preset with their backbone (same solver, iterations, scales and BGR means, spec §3-4)
+PRESETS["caffenet_voc07"] = PRESETS["vgg16_voc07"].replace(preset="caffenet_voc07", backbone="caffenet")
+PRESETS["vgg_cnn_m_voc07"] = PRESETS["vgg16_voc07"].replace(preset="vgg_cnn_m_voc07", backbone="vgg_cnn_m_1024")
 
 
 def get_preset(name: str) -> TrainConfig:
-    """The preset ``name`` (``"tiny"`` or ``"vgg16_voc07"``)."""
+    """The preset ``name`` (a key of :data:`PRESETS`: ``"tiny"``, ``"vgg16_voc07"``, ``"caffenet_voc07"``,
+    ``"vgg_cnn_m_voc07"``)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name]

@@ -61,6 +61,11 @@ class Conv2dCache(NamedTuple):
     geometry: ConvGeometry
 
 
+class GroupedConv2dCache(NamedTuple):
+    caches: tuple         # one Conv2dCache per group, in channel order
+    out_shape: tuple      # (N, out, H_out, W_out) of the whole output
+
+
 def conv_output_size(size: int, kernel: int, stride: int, pad: int) -> int:
     """Caffe/PyTorch convolution output size: floor((size + 2*pad - kernel) / stride) + 1."""
     return (size + 2 * pad - kernel) // stride + 1
@@ -122,15 +127,19 @@ def _row_chunks(g: ConvGeometry):
     return step, [(r0, min(r0 + step, g.h_out)) for r0 in range(0, g.h_out, step)]
 
 
-def conv2d_forward(x, w, b, stride: int = 1, pad: int = 0):
+def conv2d_forward(x, w, b, stride: int = 1, pad: int = 0, groups: int = 1):
     """Convolution forward: ``y[n, o] = b[o] + sum_{c,i,j} w[o, c, i, j] * x_pad[n, c, s*oh + i, s*ow + j]``.
+
+    With ``groups`` g > 1 the channels split into g consecutive blocks and output block t sees only input block t
+    (Caffe's ``group``, CaffeNet's conv2, conv4 and conv5: g = 2, spec §2): ``w`` then holds C/g input channels.
 
     Args:
         x: (N, C, H, W) floating input.
-        w: (out, C, kh, kw) weights, same dtype as x (Caffe/torchvision layout).
+        w: (out, C/groups, kh, kw) weights, same dtype as x (Caffe/torchvision layout).
         b: (out,) biases, same dtype as x.
         stride: step of the window, >= 1.
         pad: zeros added on each side, >= 0.
+        groups: number of channel groups, dividing both C and out.
 
     Returns:
         y: (N, out, H_out, W_out) with ``H_out = floor((H + 2*pad - kh) / stride) + 1`` (likewise W_out).
@@ -139,15 +148,19 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 0):
     check_array("x", x, 4, "(N, C, H, W)")
     check_array("w", w, 4, "(out, in, kh, kw)")
     check_array("b", b, 1, "(out,)")
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(f"w has {w.shape[1]} input channels (shape {tuple(w.shape)}) but x has {x.shape[1]} "
-                         f"(shape {tuple(x.shape)})")
+    groups = check_positive_int("groups", groups, 1)
+    if w.shape[1] * groups != x.shape[1] or w.shape[0] % groups:
+        raise ValueError(f"w has {w.shape[1]} input channels per group and {w.shape[0]} outputs (shape "
+                         f"{tuple(w.shape)}) but x has {x.shape[1]} input channels (shape {tuple(x.shape)}) and "
+                         f"groups={groups}: need w.shape[1] * groups == C and out divisible by groups")
     if b.shape[0] != w.shape[0]:
         raise ValueError(f"b must have shape ({w.shape[0]},) to match w's {w.shape[0]} outputs, got {tuple(b.shape)}")
     if not (x.dtype == w.dtype == b.dtype):
         raise ValueError(f"x, w and b must share one dtype, got {x.dtype}, {w.dtype}, {b.dtype}")
     stride = check_positive_int("stride", stride, 1)
     pad = check_positive_int("pad", pad, 0)
+    if groups > 1:
+        return _grouped_forward(x, w, b, stride, pad, groups)
     xp = get_array_module(x)
     g = _geometry(x.shape, w.shape, stride, pad)
 
@@ -187,9 +200,11 @@ def conv2d_backward(dy, cache: Conv2dCache, need_dx: bool = True, need_dw: bool 
 
     Returns:
         dx: (N, C, H, W) or None.
-        dw: (out, C, kh, kw) or None.
+        dw: (out, C/groups, kh, kw) or None.
         db: (out,) or None.
     """
+    if isinstance(cache, GroupedConv2dCache):
+        return _grouped_backward(dy, cache, need_dx, need_dw)
     x_flat, w, g = cache
     out_c = w.shape[0]
     if tuple(dy.shape) != (g.n, out_c, g.h_out, g.w_out):
@@ -229,4 +244,33 @@ def conv2d_backward(dy, cache: Conv2dCache, need_dx: bool = True, need_dw: bool 
     if need_dx:
         dx_pad = dx_flat.reshape(g.n, g.c, g.rows, g.wp)
         dx = xp.ascontiguousarray(dx_pad[:, :, g.pad:g.pad + g.h, g.pad:g.pad + g.w])
+    return dx, dw, db
+
+
+def _grouped_forward(x, w, b, stride, pad, groups):
+    """Grouped convolution as ``groups`` ordinary ones: output block t = conv(input block t, weight block t)."""
+    xp = get_array_module(x)
+    c_in, c_out = x.shape[1] // groups, w.shape[0] // groups
+    y, caches = None, []
+    for t in range(groups):
+        out = slice(t * c_out, (t + 1) * c_out)
+        y_t, cache = conv2d_forward(x[:, t * c_in:(t + 1) * c_in], w[out], b[out], stride=stride, pad=pad)
+        if y is None:
+            y = xp.empty((x.shape[0], w.shape[0]) + y_t.shape[2:], dtype=x.dtype)
+        y[:, out] = y_t
+        caches.append(cache)
+    return y, GroupedConv2dCache(tuple(caches), tuple(y.shape))
+
+
+def _grouped_backward(dy, cache: GroupedConv2dCache, need_dx, need_dw):
+    """Each group's backward on its block of dy; dx, dw and db are the groups' blocks side by side."""
+    if tuple(dy.shape) != cache.out_shape:
+        raise ValueError(f"dy must have shape {cache.out_shape} (N, out, H_out, W_out), got {tuple(dy.shape)}")
+    xp = get_array_module(dy)
+    c_out = cache.out_shape[1] // len(cache.caches)
+    parts = [conv2d_backward(dy[:, t * c_out:(t + 1) * c_out], c, need_dx=need_dx, need_dw=need_dw)
+             for t, c in enumerate(cache.caches)]
+    dx = xp.concatenate([p[0] for p in parts], axis=1) if need_dx else None
+    dw = xp.concatenate([p[1] for p in parts], axis=0) if need_dw else None
+    db = xp.concatenate([p[2] for p in parts], axis=0) if need_dw else None
     return dx, dw, db

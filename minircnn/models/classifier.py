@@ -53,11 +53,12 @@ class Classifier(Network):
         _, c, gh, gw = self.pool5.output_shape(self.backbone.output_shape((1, spec.in_channels, self.input_size,
                                                                            self.input_size)))
         self.grid = gh
-        self.fc6, self.relu6, self.drop6 = (Linear("fc6", c * gh * gw, spec.fc_width, dtype), ReLU("relu6"),
+        fc6_out, fc7_out = spec.fc_widths
+        self.fc6, self.relu6, self.drop6 = (Linear("fc6", c * gh * gw, fc6_out, dtype), ReLU("relu6"),
                                             Dropout("drop6", spec.dropout))
-        self.fc7, self.relu7, self.drop7 = (Linear("fc7", spec.fc_width, spec.fc_width, dtype), ReLU("relu7"),
+        self.fc7, self.relu7, self.drop7 = (Linear("fc7", fc6_out, fc7_out, dtype), ReLU("relu7"),
                                             Dropout("drop7", spec.dropout))
-        self.fc8 = Linear("fc8", spec.fc_width, self.num_classes, dtype)
+        self.fc8 = Linear("fc8", fc7_out, self.num_classes, dtype)
         if init:
             he_normal_(self.fc6, rng)
             he_normal_(self.fc7, rng)

@@ -127,14 +127,14 @@ class FastRCNN(Network):
         rng = np.random.default_rng(init_seq) if init else None
         self.spec, self.num_classes = spec, num_classes
         self.backbone = build_backbone(spec, dtype, rng)
-        fc_in = spec.out_channels * spec.roi_size ** 2
+        fc_in, (fc6_out, fc7_out) = spec.out_channels * spec.roi_size ** 2, spec.fc_widths
         self.roi_pool5 = RoIPool("roi_pool5", spec.roi_size, spatial_scale=1.0 / self.backbone.stride)
-        self.fc6, self.relu6, self.drop6 = (Linear("fc6", fc_in, spec.fc_width, dtype), ReLU("relu6"),
+        self.fc6, self.relu6, self.drop6 = (Linear("fc6", fc_in, fc6_out, dtype), ReLU("relu6"),
                                             Dropout("drop6", spec.dropout))
-        self.fc7, self.relu7, self.drop7 = (Linear("fc7", spec.fc_width, spec.fc_width, dtype), ReLU("relu7"),
+        self.fc7, self.relu7, self.drop7 = (Linear("fc7", fc6_out, fc7_out, dtype), ReLU("relu7"),
                                             Dropout("drop7", spec.dropout))
-        self.cls_score = Linear("cls_score", spec.fc_width, num_classes, dtype)
-        self.bbox_pred = Linear("bbox_pred", spec.fc_width, 4 * num_classes, dtype)
+        self.cls_score = Linear("cls_score", fc7_out, num_classes, dtype)
+        self.bbox_pred = Linear("bbox_pred", fc7_out, 4 * num_classes, dtype)
         if init:
             he_normal_(self.fc6, rng)
             he_normal_(self.fc7, rng)
@@ -249,7 +249,7 @@ def build_model(name: str, num_classes: int, seed: int = 0, dtype=np.float32, in
     """A Fast R-CNN detector with a registered backbone.
 
     Args:
-        name: ``"tiny"`` or ``"vgg16"``.
+        name: ``"tiny"``, ``"caffenet"``, ``"vgg_cnn_m_1024"`` or ``"vgg16"``.
         num_classes: classes including background (K + 1).
         seed: initialisation and dropout seed.
         dtype: parameter dtype.

@@ -2,9 +2,10 @@
 
 | module    | functional pair                              | parameters (lr_mult, decay_mult)            |
 |-----------|----------------------------------------------|---------------------------------------------|
-| Conv2d    | conv2d_forward / conv2d_backward             | weight (out, in, kh, kw) (1, 1); bias (out,) (2, 0) |
+| Conv2d    | conv2d_forward / conv2d_backward             | weight (out, in/groups, kh, kw) (1, 1); bias (out,) (2, 0) |
 | Linear    | linear_forward / linear_backward             | weight (out, in) (1, 1); bias (out,) (2, 0)  |
 | ReLU      | relu_forward / relu_backward                 | -                                           |
+| LRN       | lrn_forward / lrn_backward                   | -                                           |
 | MaxPool2d | max_pool2d_forward / max_pool2d_backward     | -                                           |
 | Dropout   | dropout_forward / dropout_backward           | -                                           |
 | RoIPool   | roi_pool_forward / roi_pool_backward         | -                                           |
@@ -25,21 +26,27 @@ BIAS_MULTS = (2.0, 0.0)     # biases: twice the learning rate, no weight decay (
 
 
 class Conv2d(Module):
-    """Convolution, ``y = conv(x, weight) + bias``; Caffe layout ``weight (out, in, kh, kw)``.
+    """Convolution, ``y = conv(x, weight) + bias``; Caffe layout ``weight (out, in/groups, kh, kw)``.
 
+    ``groups`` > 1 splits the channels into that many blocks convolved separately (CaffeNet's ``group: 2``).
     A frozen Conv2d computes no ``dw``/``db`` (``need_dw=False``); one with ``need_dx`` False skips the input
     gradient, the largest GEMMs of the backward.
     """
 
     def __init__(self, name, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 pad: int = 1, dtype=np.float32):
+                 pad: int = 1, dtype=np.float32, groups: int = 1):
         super().__init__(name)
-        self.stride, self.pad = stride, pad
-        self.add_param("weight", np.zeros((out_channels, in_channels, kernel_size, kernel_size), dtype), *WEIGHT_MULTS)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"conv {name}: groups={groups} must divide in_channels {in_channels} and out_channels "
+                             f"{out_channels}")
+        self.stride, self.pad, self.groups = stride, pad, groups
+        self.add_param("weight", np.zeros((out_channels, in_channels // groups, kernel_size, kernel_size), dtype),
+                       *WEIGHT_MULTS)
         self.add_param("bias", np.zeros((out_channels,), dtype), *BIAS_MULTS)
 
     def _forward(self, x, train):
-        return F.conv2d_forward(x, self.params["weight"], self.params["bias"], stride=self.stride, pad=self.pad)
+        return F.conv2d_forward(x, self.params["weight"], self.params["bias"], stride=self.stride, pad=self.pad,
+                                groups=self.groups)
 
     def _backward(self, dy, cache):
         dx, dw, db = F.conv2d_backward(dy, cache, need_dx=self.need_dx, need_dw=not self.frozen)
@@ -55,7 +62,8 @@ class Conv2d(Module):
 
     def _describe(self):
         out, c, kh, _ = self.params["weight"].shape
-        return f", {c}->{out}, k{kh} s{self.stride} p{self.pad}"
+        groups = f" g{self.groups}" if self.groups > 1 else ""
+        return f", {c * self.groups}->{out}, k{kh} s{self.stride} p{self.pad}{groups}"
 
 
 class Linear(Module):
@@ -94,6 +102,23 @@ class ReLU(Module):
         return F.relu_backward(dy, cache)
 
 
+class LRN(Module):
+    """Local response normalisation across channels (Caffe's LRN: CaffeNet's and VGG_CNN_M's norm1, norm2)."""
+
+    def __init__(self, name, local_size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        super().__init__(name)
+        self.local_size, self.alpha, self.beta, self.k = int(local_size), float(alpha), float(beta), float(k)
+
+    def _forward(self, x, train):
+        return F.lrn_forward(x, local_size=self.local_size, alpha=self.alpha, beta=self.beta, k=self.k)
+
+    def _backward(self, dy, cache):
+        return F.lrn_backward(dy, cache)
+
+    def _describe(self):
+        return f", size {self.local_size} alpha {self.alpha:g} beta {self.beta:g} k {self.k:g}"
+
+
 class MaxPool2d(Module):
     """Max pooling with Caffe's ceil output size (VGG16: kernel 2, stride 2)."""
 
@@ -113,7 +138,7 @@ class MaxPool2d(Module):
         return (n, c, F.pool_output_size(h, k, s, p), F.pool_output_size(w, k, s, p))
 
     def _describe(self):
-        return f", k{self.kernel_size} s{self.stride}"
+        return f", k{self.kernel_size} s{self.stride}" + (f" p{self.pad}" if self.pad else "")
 
 
 class _HostRandom:

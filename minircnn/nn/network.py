@@ -74,7 +74,9 @@ class Sequential:
 
     @property
     def stride(self) -> int:
-        """Total stride: input pixels per output cell (16 for both backbones: four stride-2 pools)."""
+        """Total stride: input pixels per output cell, the product of the conv and pool strides (16 for every
+        backbone here: VGG16's four stride-2 pools, CaffeNet's stride-4 conv1 and two pools, VGG_CNN_M's stride-2
+        conv1, conv2 and two pools)."""
         s = 1
         for layer in self.layers:
             s *= getattr(layer, "stride", 1)

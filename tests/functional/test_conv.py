@@ -52,6 +52,10 @@ CASES = [
     pytest.param((2, 8, 6, 5, 2, 3, 3, 2, 1), id="gemm-C8-k3-s2-p1"),
     pytest.param((1, 8, 7, 7, 2, 3, 3, 2, 0), id="gemm-C8-k3-s2-p0-odd"),
     pytest.param((1, 3, 6, 7, 2, 5, 5, 1, 2), id="gemm-C3-k5-s1-p2"),
+    # the first convs of the paper's models S and M (spec §2): large kernels, strides 2 and 4
+    pytest.param((1, 3, 15, 14, 2, 11, 11, 4, 5), id="caffenet-conv1-k11-s4-p5"),
+    pytest.param((1, 3, 12, 11, 2, 7, 7, 2, 0), id="vgg-cnn-m-conv1-k7-s2-p0"),
+    pytest.param((2, 4, 9, 8, 3, 5, 5, 2, 1), id="vgg-cnn-m-conv2-k5-s2-p1"),
 ]
 
 
@@ -188,6 +192,89 @@ def test_conv_backward_need_flags(F, xp):
     np.testing.assert_allclose(asnumpy(no_dw[0]), asnumpy(dx), rtol=1e-12, atol=1e-12)
 
     assert F.conv2d_backward(dy, cache, need_dx=False, need_dw=False) == (None, None, None)
+
+
+# ----------------------------------------------------------------------------------------- grouped convolution
+
+def test_grouped_conv_known_values(F, xp):
+    """With groups=2 the first half of the outputs sees only the first half of the input channels, the second half
+    only the second. A 1x1 kernel makes it hand-checkable: x has channels a = [1, 2] and c = [3, 4] (one row of two
+    pixels); w = [[2], [3]] holds one input channel per group (shape (2, 1, 1, 1)), b = [0, 1]:
+        y[0] = 2 * a = [2, 4]         y[1] = 3 * c + 1 = [10, 13]
+    Backward with dy = [[1, 1], [1, -1]]:
+        dx[0] = 2 * dy[0] = [2, 2]    dx[1] = 3 * dy[1] = [3, -3]
+        dw[0] = a . dy[0] = 3         dw[1] = c . dy[1] = 3 - 4 = -1        db = [2, 0]
+    """
+    x = np.array([[[[1.0, 2.0]], [[3.0, 4.0]]]])                        # (1, 2, 1, 2)
+    w = np.array([2.0, 3.0]).reshape(2, 1, 1, 1)
+    y, cache = F.conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray([0.0, 1.0]), groups=2)
+    assert_exact(y, [[[[2, 4]], [[10, 13]]]])
+    dx, dw, db = F.conv2d_backward(xp.asarray([[[[1.0, 1.0]], [[1.0, -1.0]]]]), cache)
+    assert_exact(dx, [[[[2, 2]], [[3, -3]]]])
+    assert_exact(dw, np.array([3.0, -1.0]).reshape(2, 1, 1, 1))
+    assert_exact(db, [2, 0])
+
+
+# (N, C, H, W, out, k, stride, pad, groups): CaffeNet's conv2 (k5 p2) and conv4/conv5 (k3 p1) shapes with 2 groups,
+# 3 groups with a stride, and one group per channel.
+GROUPED_CASES = [
+    pytest.param((1, 4, 7, 7, 4, 5, 1, 2, 2), id="caffenet-conv2-k5-p2-g2"),
+    pytest.param((2, 4, 6, 5, 6, 3, 1, 1, 2), id="caffenet-conv4-k3-p1-g2"),
+    pytest.param((1, 6, 5, 6, 3, 3, 2, 1, 3), id="k3-s2-p1-g3"),
+    pytest.param((1, 3, 4, 4, 3, 3, 1, 1, 3), id="one-channel-per-group"),
+]
+
+
+def grouped_loops(x, w, b, stride, pad, groups):
+    """Reference: the definition, group by group (each group an ordinary convolution of its channel block)."""
+    c_in, c_out = x.shape[1] // groups, w.shape[0] // groups
+    return np.concatenate([conv_loops(x[:, t * c_in:(t + 1) * c_in], w[t * c_out:(t + 1) * c_out],
+                                      b[t * c_out:(t + 1) * c_out], stride, pad) for t in range(groups)], axis=1)
+
+
+def grouped_inputs(n, c, h, w, out, k, groups, seed):
+    """x (n, c, h, w), w (out, c / groups, k, k), b (out,)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, c, h, w)), rng.standard_normal((out, c // groups, k, k)), rng.standard_normal(out)
+
+
+@pytest.mark.parametrize("case", GROUPED_CASES)
+def test_grouped_conv_forward_matches_loops(F, xp, case):
+    """groups=g equals g separate convolutions of consecutive channel blocks, outputs side by side."""
+    n, c, h, w, out, k, stride, pad, groups = case
+    x, wt, b = grouped_inputs(n, c, h, w, out, k, groups, seed=5)
+    y, _ = F.conv2d_forward(xp.asarray(x), xp.asarray(wt), xp.asarray(b), stride=stride, pad=pad, groups=groups)
+    np.testing.assert_allclose(asnumpy(y), grouped_loops(x, wt, b, stride, pad, groups), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", GROUPED_CASES)
+def test_grouped_conv_gradients(F, xp, case):
+    """dx, dw and db of a grouped convolution match centred finite differences (float64); in particular no
+    gradient leaks from one group's outputs into another group's inputs or weights."""
+    n, c, h, w, out, k, stride, pad, groups = case
+    x, wt, b = (xp.asarray(a) for a in grouped_inputs(n, c, h, w, out, k, groups, seed=7))
+    check_backward(F.conv2d_forward, F.conv2d_backward, (x, wt, b), wrt=(0, 1, 2),
+                   kwargs=dict(stride=stride, pad=pad, groups=groups))
+
+
+def test_grouped_conv_backward_need_flags(F, xp):
+    """need_dx / need_dw work for grouped convolutions as for ordinary ones (frozen grouped layers, first layer)."""
+    x, w, b = (xp.asarray(a) for a in grouped_inputs(1, 4, 5, 5, 6, 3, 2, seed=9))
+    y, cache = F.conv2d_forward(x, w, b, stride=1, pad=1, groups=2)
+    dy = xp.ones(y.shape)
+    dx, dw, db = F.conv2d_backward(dy, cache)
+    no_dx = F.conv2d_backward(dy, cache, need_dx=False)
+    no_dw = F.conv2d_backward(dy, cache, need_dw=False)
+    assert no_dx[0] is None and no_dw[1] is None and no_dw[2] is None
+    np.testing.assert_allclose(asnumpy(no_dx[1]), asnumpy(dw), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(asnumpy(no_dw[0]), asnumpy(dx), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("w_shape, groups", [((4, 4, 3, 3), 2), ((3, 2, 3, 3), 2), ((4, 1, 3, 3), 3)])
+def test_grouped_conv_rejects_mismatched_groups(F, w_shape, groups):
+    """x has 4 channels: w must hold 4/groups input channels and a multiple of groups outputs, else ValueError."""
+    with pytest.raises(ValueError, match=r"groups"):
+        F.conv2d_forward(np.zeros((1, 4, 5, 5)), np.zeros(w_shape), np.zeros(w_shape[0]), groups=groups)
 
 
 # -------------------------------------------------------------------------------------------- edge cases

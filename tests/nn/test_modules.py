@@ -5,8 +5,8 @@ import pytest
 
 from minircnn import functional as F
 from minircnn.gradcheck import GRAD_RTOL, check_backward, tie_free
-from minircnn.nn import (Conv2d, Dropout, Linear, MaxPool2d, Network, ReLU, RoIPool, Sequential, StateDictError,
-                         he_normal_, plan_backward)
+from minircnn.nn import (LRN, Conv2d, Dropout, Linear, MaxPool2d, Network, ReLU, RoIPool, Sequential,
+                         StateDictError, he_normal_, plan_backward)
 
 
 def conv(name="conv", c_in=2, c_out=3, seed=0, dtype=np.float64):
@@ -31,6 +31,30 @@ def test_conv_module_is_the_functional_pair():
     np.testing.assert_array_equal(layer.grads["weight"], dw_ref)
     np.testing.assert_array_equal(layer.grads["bias"], db_ref)
     assert layer.output_shape((2, 2, 5, 6)) == y.shape
+
+
+def test_grouped_conv_and_lrn_modules_are_their_functional_pairs():
+    """Conv2d(groups=2) holds (out, in/2, kh, kw) weights and computes conv2d_forward(..., groups=2); LRN computes
+    lrn_forward with its settings and passes lrn_backward's dx on; both keep the input's shape rules."""
+    rng = np.random.default_rng(1)
+    layer = Conv2d("conv2", 4, 6, kernel_size=5, stride=1, pad=2, dtype=np.float64, groups=2)
+    assert layer.params["weight"].shape == (6, 2, 5, 5)
+    he_normal_(layer, rng)
+    x = rng.standard_normal((1, 4, 6, 5))
+    y = layer.forward(x)
+    y_ref, cache = F.conv2d_forward(x, layer.params["weight"], layer.params["bias"], stride=1, pad=2, groups=2)
+    np.testing.assert_array_equal(y, y_ref)
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_array_equal(layer.backward(dy), F.conv2d_backward(dy, cache)[0])
+    with pytest.raises(ValueError, match="groups"):
+        Conv2d("conv4", 3, 4, groups=2)
+
+    norm = LRN("norm1", local_size=5, alpha=5e-4, beta=0.75, k=2.0)
+    y = norm.forward(x)
+    y_ref, cache = F.lrn_forward(x, local_size=5, alpha=5e-4, beta=0.75, k=2.0)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(norm.backward(np.ones(y.shape)), F.lrn_backward(np.ones(y.shape), cache))
+    assert norm.output_shape((1, 4, 6, 5)) == (1, 4, 6, 5) and not norm.params
 
 
 def test_linear_module_flattens_and_stores_grads():
