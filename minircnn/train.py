@@ -122,7 +122,7 @@ def initial_model(config, num_classes):
     same as the checkpoint's when the data and config are). ``none``: random initialisation.
     """
     from .data import PREPROCESSING_PRESETS, Preprocessing
-    from .models import Classifier, build_model, from_classifier
+    from .models import Classifier, FastRCNN, build_model, from_classifier
     from .nn.network import StateDictError
     preprocessing = PREPROCESSING_PRESETS[config.preprocessing]
     if config.weights == "none":
@@ -144,6 +144,7 @@ def initial_model(config, num_classes):
             raise SystemExit(str(e)) from None
     from_detector = "model_config" in arrays
     if from_detector:                      # a detector checkpoint of ours: start from its parameters
+        architecture = json.loads(str(arrays["model_config"]))
         arrays = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")} | {
             "preprocessing": arrays["preprocessing"]}
     if "preprocessing" in arrays:
@@ -157,7 +158,13 @@ def initial_model(config, num_classes):
                 raise SystemExit(f"{path}: a {classifier.spec.name} classifier, but the config's backbone is "
                                  f"{config.backbone}")
             return from_classifier(classifier, num_classes, seed=config.seed), preprocessing
-        model = build_model(config.backbone, num_classes, seed=config.seed)
+        if from_detector:                  # its own architecture: a tiny detector made from the pretrained
+            if architecture["spec"]["name"] != config.backbone:      # classifier pools RoIs to 4x4, not 7x7
+                raise SystemExit(f"{path}: a {architecture['spec']['name']} detector, but the config's backbone "
+                                 f"is {config.backbone}")
+            model = FastRCNN.from_config({**architecture, "num_classes": num_classes}, seed=config.seed)
+        else:
+            model = build_model(config.backbone, num_classes, seed=config.seed)
         # transformation 2 (Sec. 2.2): an ImageNet classifier's last layer (fc8) gives way to the two new heads;
         # a detector's heads are kept unless they were made for another number of classes
         own = {p.name: p.value.shape for p in model.parameters()}

@@ -103,6 +103,27 @@ def test_a_checkpoint_can_be_the_initial_weights(tiny_voc, tmp_path):
         np.testing.assert_allclose(a["param/conv3.weight"], b["param/conv3.weight"], atol=1e-9)
 
 
+def test_a_checkpoint_start_keeps_the_checkpoints_architecture(tiny_voc, tmp_path):
+    """A detector whose architecture differs from the preset's (the default tiny run, made from the pretrained
+    classifier, pools RoIs to 4x4 where the preset says 7x7) can be the initial weights: the new run builds the
+    checkpoint's architecture, not the preset's, and starts from its fc6."""
+    run("--data", tiny_voc, "--out", tmp_path / "a", "--iters", 1, "--weights", "none", "--scale", 64, "--no-eval",
+        "--proposals", "dense")
+    with np.load(tmp_path / "a" / "checkpoint.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    architecture = json.loads(str(arrays["model_config"]))
+    architecture["spec"]["roi_size"] = 4
+    arrays["model_config"] = np.array(json.dumps(architecture))
+    fc6 = np.random.default_rng(0).normal(0, 0.01, (512, 128 * 4 * 4)).astype(np.float32)
+    arrays["param/fc6.weight"] = fc6
+    np.savez(tmp_path / "roi4.npz", **arrays)
+    run("--data", tiny_voc, "--out", tmp_path / "b", "--iters", 1, "--weights", tmp_path / "roi4.npz",
+        "--scale", 64, "--no-eval", "--proposals", "dense", "--lr", 1e-12)
+    with np.load(tmp_path / "b" / "checkpoint.npz") as b:
+        assert json.loads(str(b["model_config"]))["spec"]["roi_size"] == 4
+        np.testing.assert_allclose(b["param/fc6.weight"], fc6, atol=1e-9)
+
+
 def test_a_checkpoint_start_keeps_the_heads_and_frozen_layers_stay_put(tiny_voc, tmp_path):
     """Stage-wise training (Table 6): starting from a detector's checkpoint keeps its cls_score and bbox_pred (the
     same classes), and with every layer but bbox_pred frozen, only bbox_pred changes."""
