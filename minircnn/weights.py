@@ -56,7 +56,7 @@ __all__ = ["convert", "load_weights", "verify_checksum", "params_checksum", "exp
            "from_torchvision", "from_caffe", "detect_format", "WeightsError", "TORCHVISION_LAYOUTS", "main"]
 
 METADATA_KEYS = ("preprocessing", "arch", "source", "checksum")
-HEADS = ("fc8", "cls_score", "bbox_pred")        # optional layers on top of fc7: (M, fc_width) weights
+HEADS = ("fc8", "cls_score", "bbox_pred")        # optional layers on top of fc7: (M, fc7 width) weights
 FORMATS = {"pth": TORCHVISION, "caffemodel": CAFFE_VGG16}   # format -> the preprocessing its weights expect
 MAX_LISTED = 4                                   # names listed per kind of mismatch in an error message
 
@@ -166,7 +166,7 @@ def check_architecture(params: dict, spec: BackboneSpec, source: str) -> dict:
     """Check names, shapes and dtypes against ``spec``; return float32 parameters in forward order.
 
     Every conv, fc6 and fc7 parameter of the spec must be present with its shape (up to leading ones); besides
-    those only the heads of :data:`HEADS` may appear, with (M, fc_width) weights and (M,) biases.
+    those only the heads of :data:`HEADS` may appear, with (M, fc7 width) weights and (M,) biases.
 
     Args:
         params: ``{our_name: array}`` from :func:`from_torchvision` or :func:`from_caffe`.
@@ -183,8 +183,9 @@ def check_architecture(params: dict, spec: BackboneSpec, source: str) -> dict:
     for name, a in params.items():
         module, param = _split(name)
         if module in HEADS and name not in expected:
-            rows = a.size // spec.fc_width if a.size % spec.fc_width == 0 else "M"     # "M": no fit
-            expected[name] = (rows, spec.fc_width) if param == "weight" else (a.size,)
+            width = spec.fc_widths[1]                  # the heads read fc7 (1024 wide in VGG_CNN_M_1024)
+            rows = a.size // width if a.size % width == 0 else "M"     # "M": no fit
+            expected[name] = (rows, width) if param == "weight" else (a.size,)
     problems = {"missing": [f"{n} {s}" for n, s in expected.items() if n not in params],
                 "unexpected": [f"{n} {tuple(a.shape)}" for n, a in params.items() if n not in expected],
                 "wrong shape": [], "other": []}
@@ -205,8 +206,9 @@ def check_architecture(params: dict, spec: BackboneSpec, source: str) -> dict:
         if w is not None and b is not None and w.shape[0] != b.shape[0]:
             problems["other"].append(f"{head}.weight has {w.shape[0]} rows but {head}.bias {b.shape[0]} values")
     if any(problems.values()):
-        convs = "-".join(str(c) for _, c in spec.convs)
-        raise WeightsError(f"{source} does not fit the {spec.name} backbone (convs {convs}, fc {spec.fc_width}): "
+        convs = "-".join(str(c[1]) for c in spec.convs)
+        fcs = "-".join(str(w) for w in spec.fc_widths)
+        raise WeightsError(f"{source} does not fit the {spec.name} backbone (convs {convs}, fc {fcs}): "
                            + "; ".join(f"{kind} {len(items)}: {_first(items)}"
                                        for kind, items in problems.items() if items))
     return out

@@ -283,6 +283,28 @@ def test_caffemodel_path_works_for_any_backbone(tmp_path):
     assert not (tmp_path / "x.npz").exists()
 
 
+def test_caffemodel_of_models_s_and_m(tmp_path):
+    """Files shaped like the paper's models S and M convert: grouped convs store (out, in/groups, k, k) weights in
+    Caffe as here, and an fc8 reads fc7, which is narrower than fc6 in VGG_CNN_M_1024 (narrow stand-ins: fc6 6,
+    fc7 3 wide). A file with a missing layer is refused with the spec's widths in the message."""
+    from minircnn.models import FastRCNN
+    narrow = dict(channels=(4, 4, 6, 6, 4), fc_width=6, fc7_width=3)
+    for spec in (get_spec("vgg_cnn_m_1024", **narrow), get_spec("caffenet", **narrow)):
+        shapes = [(p.name, p.value.shape) for p in FastRCNN(spec, 2, init=False).parameters()
+                  if p.module.name not in ("cls_score", "bbox_pred")] + [("fc8.weight", (5, 3)), ("fc8.bias", (5,))]
+        params = OrderedDict((name, values(k, shape).astype(np.float32)) for k, (name, shape) in enumerate(shapes))
+        src = tmp_path / f"{spec.name}.caffemodel"
+        src.write_bytes(caffemodel(params))
+        got = weights.convert(src, tmp_path / f"{spec.name}.npz", spec=spec)
+        assert list(got) == list(params) and got["fc8.weight"].shape == (5, 3)
+        if spec.name == "caffenet":
+            assert got["conv2.weight"].shape == (4, 2, 5, 5)       # group 2: half of conv1's 4 channels
+        del params["conv5.bias"]
+        src.write_bytes(caffemodel(params))
+        with pytest.raises(weights.WeightsError, match=r"\(convs 4-4-6-6-4, fc 6-3\): missing 1: conv5\.bias"):
+            weights.convert(src, tmp_path / "x.npz", spec=spec)
+
+
 @pytest.mark.parametrize("change, match", [
     (lambda p: [p.pop("conv5_3.weight"), p.pop("conv5_3.bias")],
      r"missing 2: conv5_3\.weight \(2, 2, 3, 3\), conv5_3\.bias \(2,\)"),
