@@ -12,6 +12,9 @@ py-faster-rcnn's Python port where the two differ:
 * ``use_07_metric=True`` is the VOC2007 11-point AP the paper reports; ``False`` is the VOC2010+ area under the
   monotone precision envelope.
 
+:func:`eval_detection_coco_style` averages the AP over IoU thresholds 0.50:0.05:0.95, the idea of the COCO metric
+(paper Sec. 5.6), with these same matching rules (not the COCO toolkit's).
+
 Matching only ever involves detections and ground truths of one image, so each image is matched as it arrives and
 only ``(label, score, outcome)`` per detection is kept: evaluation streams over any iterables of per-image arrays.
 """
@@ -24,9 +27,10 @@ import numpy as np
 from .backend import asnumpy
 from .boxes import iou
 
-__all__ = ["eval_detection_voc", "precision_recall", "voc_ap"]
+__all__ = ["COCO_IOUS", "eval_detection_coco_style", "eval_detection_voc", "precision_recall", "voc_ap"]
 
 _TP, _FP, _IGNORED = 1, 0, -1
+COCO_IOUS = np.arange(10, 20) / 20      # 0.50, 0.55, ..., 0.95; k / 20 is exact, so an IoU of 0.7 counts at 0.7
 _FIELDS = ("pred_boxes", "pred_labels", "pred_scores", "gt_boxes", "gt_labels", "gt_difficult")
 _MISSING = object()
 
@@ -275,3 +279,36 @@ def eval_detection_voc(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels
             ap[k] = voc_ap(r, p, use_07_metric=use_07_metric)
     valid = ap[~np.isnan(ap)]
     return {"ap": ap, "map": float(valid.mean()) if valid.size else float("nan")}
+
+
+def eval_detection_coco_style(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels, gt_difficult=None,
+                              iou_threshs=COCO_IOUS, use_07_metric=False, num_classes=None):
+    """COCO-style AP: the VOC AP of :func:`eval_detection_voc` averaged over IoU thresholds 0.50, 0.55, ..., 0.95.
+
+    This is the idea of the COCO metric ("AP@[.5:.95]", paper Sec. 5.6), which rewards well-localised boxes, computed
+    with this module's VOC machinery: devkit matching at each threshold and, by default, the area AP. It is *not* the
+    COCO toolkit (``pycocotools``), which interpolates precision at 101 recall points, matches a detection to the
+    best still-unmatched ground truth, ignores "crowd" boxes rather than "difficult" ones, measures areas without the
+    ``+1`` and keeps at most 100 detections per image: expect numbers close to it, not equal.
+
+    Args:
+        pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels, gt_difficult, num_classes: as in
+            :func:`eval_detection_voc` (iterables with one entry per image; each is read once).
+        iou_threshs: the IoU thresholds to average over (default :data:`COCO_IOUS`).
+        use_07_metric: 11-point AP at each threshold if True; the area AP (default) if False.
+
+    Returns:
+        dict with ``"map"``: float, the mean over thresholds of each threshold's mAP; ``"map_per_iou"``: (T,) float64,
+        the mAP at each threshold; ``"ap"``: (T, num_classes) float64, per threshold and class (NaN for background
+        and classes without non-difficult ground truth); ``"iou_threshs"``: (T,) float64.
+    """
+    inputs = [list(x) for x in (pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels)]
+    difficult = None if gt_difficult is None else list(gt_difficult)
+    threshs = np.asarray(iou_threshs, dtype=np.float64).reshape(-1)
+    if threshs.size == 0:
+        raise ValueError("iou_threshs must hold at least one threshold")
+    results = [eval_detection_voc(*inputs, difficult, iou_thresh=float(t), use_07_metric=use_07_metric,
+                                  num_classes=num_classes) for t in threshs]
+    per_iou = np.array([r["map"] for r in results])
+    return {"map": float(per_iou.mean()), "map_per_iou": per_iou, "ap": np.stack([r["ap"] for r in results]),
+            "iou_threshs": threshs}

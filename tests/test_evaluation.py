@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minircnn.evaluation import eval_detection_voc, precision_recall, voc_ap
+from minircnn.evaluation import COCO_IOUS, eval_detection_coco_style, eval_detection_voc, precision_recall, voc_ap
 
 
 def box(x1, y1, x2, y2):
@@ -224,3 +224,29 @@ def test_mismatched_lengths_name_the_fields():
     with pytest.raises(ValueError, match="pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels ended before "
                                          "image 2 but gt_difficult did not"):
         eval_detection_voc(*args)
+
+
+def test_coco_style_hand_example():
+    """One ground-truth box (0, 0, 9, 9), area 100, and one detection (0, 0, 9, 6), area 70 inside it: IoU exactly
+    0.7. It is a true positive at the thresholds 0.50, 0.55, 0.60, 0.65, 0.70 (IoU >= threshold) and a miss plus a
+    false positive at 0.75 ... 0.95, so the AP is 1 at five thresholds and 0 at five: the COCO-style AP is 0.5, while
+    the VOC AP at IoU 0.5 is 1."""
+    gt = ([np.array([A], float)], [np.array([1])])
+    det = ([np.array([box(0, 0, 9, 6)], float)], [np.array([1])], [np.array([0.9])])
+    result = eval_detection_coco_style(*det, *gt)
+    np.testing.assert_allclose(result["iou_threshs"], [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95])
+    np.testing.assert_allclose(result["map_per_iou"], [1] * 5 + [0] * 5)
+    assert result["map"] == pytest.approx(0.5)
+    assert result["ap"].shape == (len(COCO_IOUS), 2) and np.isnan(result["ap"][:, 0]).all()
+    assert result["map_per_iou"][0] == eval_detection_voc(*det, *gt)["map"]
+
+
+def test_coco_style_reads_generators_once_and_matches_voc_per_threshold():
+    """Inputs may be generators (read once); each threshold's mAP equals eval_detection_voc's at that threshold,
+    difficult boxes included in the matching rules."""
+    example = hand_example()
+    result = eval_detection_coco_style(*(iter(x) for x in example), iou_threshs=(0.5, 0.9))
+    for t, m in zip((0.5, 0.9), result["map_per_iou"]):
+        assert m == pytest.approx(eval_detection_voc(*example, iou_thresh=t, use_07_metric=False)["map"])
+    with pytest.raises(ValueError, match="at least one"):
+        eval_detection_coco_style(*example, iou_threshs=())
