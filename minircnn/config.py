@@ -41,12 +41,18 @@ class TrainConfig:
         ims_per_batch, batch_size, fg_fraction: N images and R RoIs per step, largest foreground share (spec §6).
         scales, max_size: training shorter side(s) and cap on the longer side (spec §4).
         test_scale, test_max_size: the same at test time.
+        test_scales: multi-scale test: the shorter sides of an image pyramid, e.g. ``(480, 576, 688, 864, 1200)``
+            with ``test_max_size`` 2000 (spec §4 ``multiscale.yml``); each RoI is pooled from the level where its
+            area is closest to 224² (spec §8). Empty (the default): one scale, ``test_scale``.
         flip: train on the dataset plus its mirrored copies (spec §5).
         proposals: ``"ss-fast"``, ``"ss-quality"`` (selective search), ``"dense"`` (sliding windows), or
             precomputed files: ``"selective_search_data/voc_2007_{split}.mat"`` (the original release's), a folder
             holding ``*_<split>.mat``/``.npz`` files, or one file (:mod:`minircnn.data.proposal_files`).
         max_proposals: at most this many selective-search boxes per image.
         score_thresh, nms_thresh, max_per_image: the test protocol (:mod:`minircnn.evaluate`).
+        protocol: ``"simple"`` (score > score_thresh, NMS, max_per_image per image) or ``"paper"`` (the original
+            ``FR:test.py``: max_per_image per class before NMS, an adaptive per-class threshold keeping about 40
+            detections per class per image over the test set, NMS; :mod:`minircnn.protocols`).
         frozen: None: the backbone's own frozen layers (VGG16: conv1_x, conv2_x); a tuple: exactly these layers stay
             fixed (e.g. every conv, for the paper's Table 5; everything but ``bbox_pred`` for stage-wise training).
         bbox_loss_weight: lambda of the multi-task loss (Eq. 1); 0 trains classification only (Table 6).
@@ -76,12 +82,14 @@ class TrainConfig:
     max_size: int = 480
     test_scale: int = 288
     test_max_size: int = 480
+    test_scales: tuple = ()
     flip: bool = True
     proposals: str = "ss-fast"
     max_proposals: int = 2000
     score_thresh: float = 0.05
     nms_thresh: float = 0.3
     max_per_image: int = 100
+    protocol: str = "simple"
     frozen: tuple | None = None
     bbox_loss_weight: float = 1.0
     train_images: int = 0
@@ -91,6 +99,11 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "scales", tuple(int(s) for s in self.scales))
+        object.__setattr__(self, "test_scales", tuple(int(s) for s in self.test_scales))
+        if min(self.scales + self.test_scales + (self.test_scale,)) < 1:
+            raise ValueError("scales, test_scale and test_scales must be >= 1")
+        if self.protocol not in ("simple", "paper"):
+            raise ValueError(f"protocol must be 'simple' or 'paper', got {self.protocol!r}")
         if self.frozen is not None:
             object.__setattr__(self, "frozen", tuple(str(name) for name in self.frozen))
         if self.bbox_loss_weight < 0 or self.train_images < 0:
@@ -117,6 +130,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["scales"] = list(self.scales)
+        d["test_scales"] = list(self.test_scales)
         if self.frozen is not None:
             d["frozen"] = list(self.frozen)
         return d

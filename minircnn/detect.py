@@ -1,9 +1,10 @@
 """Detect objects in your own images: ``python -m minircnn.detect --checkpoint CKPT IMAGE... [--out DIR]``.
 
 For each image: selective search proposals (the checkpoint's method), then the test protocol of
-:mod:`minircnn.evaluate` (score > 0.05, class-specific regression, NMS 0.3, at most 100). Detections scoring at
-least ``--show`` (0.5) are listed on stdout as ``image class score x1 y1 x2 y2`` (0-based inclusive pixels) and drawn
-into ``DIR/<image name>_detections.png``.
+:mod:`minircnn.evaluate` (by default: score > 0.05, class-specific regression, NMS 0.3, at most 100; the same
+``--protocol``, ``--test-scales``, ``--no-bbox-reg`` and ``--svd`` flags; ``--protocol paper`` treats the images
+given as the set). Detections scoring at least ``--show`` (0.5) are listed on stdout as
+``image class score x1 y1 x2 y2`` (0-based inclusive pixels) and drawn into ``DIR/<image name>_detections.png``.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from PIL import Image
 from .config import set_blas_threads
 from .data.proposals import dense_boxes
 from .data.selective_search import selective_search
-from .evaluate import detect_image
+from .evaluate import add_test_arguments, apply_test_arguments, detect_images
 
 
 def load_rgb(path) -> np.ndarray:
@@ -41,6 +42,7 @@ def main(argv=None):
     parser.add_argument("--show", type=float, default=0.5, help="list and draw detections scoring at least this")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where the network runs")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (0: one per core; default 1)")
+    add_test_arguments(parser)
     args = parser.parse_args(argv)
     set_blas_threads(args.threads)
 
@@ -53,18 +55,17 @@ def main(argv=None):
         ckpt = load_checkpoint(args.checkpoint)
     except (OSError, ValueError) as e:             # missing file, not a checkpoint, parameters that do not fit
         raise SystemExit(f"error: {e}") from None
-    config, model = ckpt.config, ckpt.model
+    config, model = apply_test_arguments(args, ckpt)
     if args.device == "gpu":
         model.to("gpu")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    images = [load_rgb(path) for path in args.images]
+    proposals = [propose(image, config.proposals, config.max_proposals) for image in images]
+    found = detect_images(model, images.__getitem__, proposals, ckpt.bbox_means, ckpt.bbox_stds, ckpt.preprocessing,
+                          config, bbox_reg=not args.no_bbox_reg, progress=False)
     results = {}
-    for path in args.images:
-        image = load_rgb(path)
-        boxes, labels, scores = detect_image(model, image, propose(image, config.proposals, config.max_proposals),
-                                             ckpt.bbox_means, ckpt.bbox_stds, ckpt.preprocessing,
-                                             config.test_scale, config.test_max_size, config.score_thresh,
-                                             config.nms_thresh, config.max_per_image)
+    for path, image, boxes, labels, scores in zip(args.images, images, *found):
         shown = scores >= args.show
         results[path] = (boxes[shown], labels[shown], scores[shown])
         for b, k, s in zip(*results[path]):

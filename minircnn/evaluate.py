@@ -1,31 +1,39 @@
 """Evaluate a trained detector on a dataset split: ``python -m minircnn.evaluate --checkpoint CKPT``.
 
-Test-time protocol (per image, :func:`detect_image`):
+Test time, per image (:func:`im_detect`, spec §8):
 
-1. proposals (the checkpoint's method: selective search "fast" by default), scaled like the image;
-2. one forward pass at the test scale; class probabilities ``p`` (softmax) and class-specific deltas;
+1. proposals (the checkpoint's method: selective search "fast" by default), clipped to the image;
+2. the image resized to the test scale (``--test-scales S1,S2,...``: an image pyramid, each proposal pooled from
+   the level where its scaled area is closest to 224², paper Sec. 3), scaled proposals, one forward pass; class
+   probabilities ``p`` (softmax) and class-specific deltas;
 3. deltas un-normalised with the training statistics (:func:`~minircnn.data.unnormalize_deltas`), decoded onto the
    proposals (:func:`~minircnn.boxes.decode`) and clipped to the image (:func:`~minircnn.boxes.clip_boxes`);
-4. per class k >= 1: every proposal with ``p_k > 0.05`` is a candidate, scored ``p_k``, with its class-k box
-   (dropped if the regression shrank it below one pixel, ``x2 < x1`` or ``y2 < y1``);
-5. NMS per class at IoU 0.3 (:func:`~minircnn.boxes.batched_nms`), then at most 100 detections per image, the
-   highest-scoring over all classes.
+   with ``--no-bbox-reg`` every class's box is the proposal itself (paper Table 6);
+4. a test protocol turns the scored boxes into detections (:mod:`minircnn.protocols`, ``--protocol``):
 
-How this differs from the original protocol (spec §8, §14.12): the original ``FR:test.py`` uses no fixed score
-threshold; it keeps the 100 best candidates per class per image *before* NMS, then an adaptive per-class threshold
-that keeps about 40 detections per class per image on average over the test set, then NMS 0.3 with no per-image
-cap. We follow py-faster-rcnn's simpler, per-image rule above (threshold 0.05, NMS, 100 per image). It also skips
-the DEDUP_BOXES hashing (duplicates are kept; NMS removes their duplicate detections), runs only the proposals (the
-original also ran the test ground-truth boxes through the net, then dropped them), and scores with our Python VOC07
-AP (:mod:`minircnn.evaluation`), not the MATLAB devkit.
+   * ``simple`` (the default; py-faster-rcnn's rule): per class k >= 1 every proposal with ``p_k > 0.05`` is a
+     candidate, NMS per class at IoU 0.3, then the 100 best detections of the image over all classes;
+   * ``paper`` (the original ``FR:test.py``, behind the paper's VOC07 numbers; spec §8, §14.12): the 100 best
+     candidates per class per image *before* NMS, an adaptive per-class threshold that keeps about 40 detections
+     per class per image on average over the whole test set (a min-heap of ``40 * num_images`` scores per class),
+     then NMS 0.3 with no cap per image. No fixed score threshold.
 
-Writes ``metrics.json`` (``map``, ``ap`` per class, ``metric``, ...) and ``pr_curves.png`` into ``--out``, and
-prints a per-class AP table.
+   In both, candidates whose box the regression shrank below one pixel are dropped.
+
+``--svd fc6=R6,fc7=R7`` compresses fc6/fc7 by truncated SVD first (:mod:`minircnn.svd`, paper Sec. 3.1).
+
+Still different from the original: we skip the DEDUP_BOXES hashing (duplicates are kept; NMS removes their
+duplicate detections), run only the proposals (the original also ran the test ground-truth boxes through the net,
+then dropped them), and score with our Python VOC07 AP (:mod:`minircnn.evaluation`), not the MATLAB devkit.
+
+Writes ``metrics.json`` (``map``, ``ap`` per class, ``metric``, the test settings, ...) and ``pr_curves.png`` into
+``--out``, and prints a per-class AP table.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import numbers
 import time
 from pathlib import Path
 
@@ -33,59 +41,95 @@ import numpy as np
 from tqdm import tqdm
 
 from .backend import asnumpy
-from .boxes import batched_nms, clip_boxes, decode
+from .boxes import clip_boxes, decode
 from .config import set_blas_threads
-from .data import VOCDataset, ensure_shapes_dataset, prepare_image, unnormalize_deltas
+from .data import VOCDataset, ensure_shapes_dataset, image_pyramid, pyramid_rois, unnormalize_deltas
 from .data.proposals import proposals_for_split
 from .evaluation import eval_detection_voc, precision_recall
 from .io import atomic_write_text
+from .protocols import PROTOCOLS, make_protocol
+from .svd import compress, parse_ranks
 
 
-def detect_image(model, image, proposals, means, stds, preprocessing, scale, max_size, score_thresh=0.05,
-                 nms_thresh=0.3, max_per_image=100):
-    """Detections on one image (the protocol in the module docstring).
+def im_detect(model, image, proposals, means, stds, preprocessing, scales, max_size, bbox_reg=True,
+              canonical_size=224):
+    """Class probabilities and class-specific boxes of every proposal (spec §8, ``im_detect``, without DEDUP).
+
+    With one scale the image is resized once; with several, into a pyramid (:func:`~minircnn.data.image_pyramid`)
+    where each proposal is pooled from the level whose scaled area is closest to ``canonical_size**2``
+    (:func:`~minircnn.data.pyramid_rois`; paper Sec. 3, after SPPnet). All levels go through the convs as one batch.
 
     Args:
         model: a :class:`~minircnn.models.FastRCNN`.
         image: (H, W, 3) uint8 RGB.
-        proposals: (P, 4) float boxes ``(x1, y1, x2, y2)`` in the image's pixels.
+        proposals: (P, 4) float boxes ``(x1, y1, x2, y2)`` in the image's pixels (clipped to it here).
         means, stds: (K+1, 4) target normalisation of the training roidb.
         preprocessing: the model's :class:`~minircnn.data.transforms.Preprocessing`.
-        scale, max_size: test shorter side and cap on the longer side.
+        scales: the test shorter side (an int) or the pyramid's sides (a sequence, e.g. ``(480, 576, 688, 864,
+            1200)``).
+        max_size: cap on the longer side.
+        bbox_reg: False: every class's box is the proposal itself (the paper's Table 6 without test-time bbox
+            regression; spec §8 step 4).
+        canonical_size: the side whose square the pyramid rule aims at (224, the ImageNet input).
+
+    Returns:
+        probs: (P, K+1) float32 softmax probabilities (``cls_prob``).
+        boxes: (P, K+1, 4) float32 boxes in image pixels, clipped to the image; ``boxes[:, k]`` is class k's.
+    """
+    k1 = model.num_classes
+    proposals = clip_boxes(np.asarray(proposals, dtype=np.float32).reshape(-1, 4), image.shape)
+    if len(proposals) == 0:
+        return np.zeros((0, k1), np.float32), np.zeros((0, k1, 4), np.float32)
+    scales = (scales,) if isinstance(scales, numbers.Integral) else tuple(scales)
+    blob, factors = image_pyramid(image, scales, max_size, preprocessing)
+    probs, deltas = model.predict(blob, pyramid_rois(proposals, factors, canonical_size))
+    probs = asnumpy(probs).astype(np.float32, copy=False)
+    if not bbox_reg:
+        return probs, np.repeat(proposals[:, None, :], k1, axis=1)
+    boxes = clip_boxes(decode(proposals, unnormalize_deltas(asnumpy(deltas), means, stds)), image.shape)
+    return probs, boxes.reshape(len(proposals), k1, 4).astype(np.float32, copy=False)
+
+
+def detect_image(model, image, proposals, means, stds, preprocessing, scale, max_size, score_thresh=0.05,
+                 nms_thresh=0.3, max_per_image=100, protocol="simple", bbox_reg=True):
+    """Detections on one image: :func:`im_detect`, then a test protocol (:mod:`minircnn.protocols`).
+
+    Args:
+        model, image, proposals, means, stds, preprocessing, max_size, bbox_reg: see :func:`im_detect`.
+        scale: the test shorter side, or a sequence of them (multi-scale test, see :func:`im_detect`).
         score_thresh, nms_thresh, max_per_image: see the module docstring.
+        protocol: ``"simple"`` or ``"paper"`` (here over a set of one image: about 40 detections per class).
 
     Returns:
         boxes (D, 4) float32 in image pixels, labels (D,) int64 in 1..K, scores (D,) float32, best first.
     """
-    proposals = clip_boxes(np.asarray(proposals, dtype=np.float32).reshape(-1, 4), image.shape)
-    if len(proposals) == 0:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    blob, factor = prepare_image(image, scale, max_size, preprocessing)
-    rois = np.zeros((len(proposals), 5), dtype=np.float32)
-    rois[:, 1:] = proposals * np.float32(factor)
-    probs, deltas = model.predict(blob[None], rois)
-    probs, deltas = asnumpy(probs), asnumpy(deltas)
-    boxes = clip_boxes(decode(proposals, unnormalize_deltas(deltas, means, stds)), image.shape)
-    rows, labels = np.nonzero(probs[:, 1:] > score_thresh)
-    labels = labels + 1                                                   # column k of probs[:, 1:] is class k + 1
-    scores = probs[rows, labels]
-    cand = boxes.reshape(len(proposals), -1, 4)[rows, labels]
-    proper = (cand[:, 2] >= cand[:, 0]) & (cand[:, 3] >= cand[:, 1])     # decode can shrink a box below 1 px
-    cand, labels, scores = cand[proper], labels[proper], scores[proper]
-    keep = asnumpy(batched_nms(cand, scores, labels, nms_thresh))[:max_per_image]
-    return cand[keep].astype(np.float32), labels[keep].astype(np.int64), scores[keep].astype(np.float32)
+    chosen = make_protocol(protocol, model.num_classes, 1, score_thresh, nms_thresh, max_per_image)
+    chosen.add(*im_detect(model, image, proposals, means, stds, preprocessing, scale, max_size, bbox_reg))
+    return tuple(column[0] for column in chosen.results())
 
 
-def detect_split(model, dataset, proposals, means, stds, preprocessing, config, progress=True):
-    """:func:`detect_image` over every image of a dataset; returns the lists (boxes, labels, scores)."""
-    out = ([], [], [])
-    for i in tqdm(range(len(dataset)), desc=f"detecting on {dataset.split}", unit="img", disable=not progress):
-        found = detect_image(model, dataset.load_image(i), proposals[i], means, stds, preprocessing,
-                             config.test_scale, config.test_max_size, config.score_thresh, config.nms_thresh,
-                             config.max_per_image)
-        for lst, a in zip(out, found):
-            lst.append(a)
-    return out
+def detect_images(model, load_image, proposals, means, stds, preprocessing, config, bbox_reg=True, progress=True,
+                  desc="detecting"):
+    """:func:`im_detect` on images ``load_image(0 .. len(proposals) - 1)``, then ``config.protocol`` over them.
+
+    The test settings come from ``config`` (a :class:`~minircnn.config.TrainConfig`): ``test_scales`` (or
+    ``test_scale`` when empty), ``test_max_size``, ``protocol``, ``score_thresh``, ``nms_thresh``, ``max_per_image``.
+
+    Returns:
+        lists (boxes, labels, scores), one entry per image.
+    """
+    chosen = make_protocol(config.protocol, model.num_classes, len(proposals), config.score_thresh,
+                           config.nms_thresh, config.max_per_image)
+    for i in tqdm(range(len(proposals)), desc=desc, unit="img", disable=not progress):
+        chosen.add(*im_detect(model, load_image(i), proposals[i], means, stds, preprocessing,
+                              config.test_scales or config.test_scale, config.test_max_size, bbox_reg))
+    return chosen.results()
+
+
+def detect_split(model, dataset, proposals, means, stds, preprocessing, config, progress=True, bbox_reg=True):
+    """:func:`detect_images` over every image of a dataset; returns the lists (boxes, labels, scores)."""
+    return detect_images(model, dataset.load_image, proposals, means, stds, preprocessing, config, bbox_reg,
+                         progress, desc=f"detecting on {dataset.split}")
 
 
 def score_detections(dataset, boxes, labels, scores, class_names):
@@ -139,6 +183,52 @@ def format_table(metrics) -> str:
     return "\n".join(lines)
 
 
+def parse_sizes(text: str) -> tuple:
+    """``"480,576,688"`` -> ``(480, 576, 688)`` (an argparse ``type``: errors name the flag)."""
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, such as "
+                                         f"480,576,688,864,1200, got {text!r}")
+    return sizes
+
+
+def add_test_arguments(parser) -> None:
+    """The test-time flags shared by ``evaluate`` and ``detect``."""
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                        help="'simple': per image, score > 0.05, NMS 0.3, the 100 best; 'paper': the original "
+                             "FR:test.py, 100 per class per image before NMS, an adaptive per-class threshold "
+                             "keeping ~40 detections per class per image over the whole set, NMS 0.3, no cap "
+                             "(default: the checkpoint's config, 'simple')")
+    parser.add_argument("--test-scales", type=parse_sizes, default=None, metavar="S1,S2,...",
+                        help="multi-scale test: shorter sides of an image pyramid, e.g. 480,576,688,864,1200 (with "
+                             "--test-max-size 2000, the paper's); each proposal is pooled from the level where its "
+                             "area is closest to 224x224. One number: single scale (default: the config's "
+                             "test_scale)")
+    parser.add_argument("--test-max-size", type=int, default=None,
+                        help="cap on the longer image side at test time (default: the config's test_max_size)")
+    parser.add_argument("--no-bbox-reg", action="store_true",
+                        help="no test-time box regression: every class's box is the proposal itself (paper Table 6)")
+    parser.add_argument("--svd", type=parse_ranks, default=None, metavar="fc6=R6,fc7=R7",
+                        help="compress fc layers by truncated SVD before testing (paper Sec. 3.1), e.g. "
+                             "fc6=1024,fc7=256 for VGG16 (tiny: fc6 and fc7 have 512 outputs)")
+
+
+def apply_test_arguments(args, ckpt):
+    """The checkpoint's (config, model) with the test-time flags applied (the model compressed if --svd)."""
+    changes = {key: value for key, value in (("protocol", args.protocol), ("test_scales", args.test_scales),
+                                             ("test_max_size", args.test_max_size)) if value is not None}
+    config = ckpt.config.replace(**changes)
+    if args.svd:
+        try:
+            compress(ckpt.model, args.svd)
+        except ValueError as e:
+            raise SystemExit(f"--svd: {e}") from None
+    return config, ckpt.model
+
+
 def main(argv=None):
     from .checkpoint import load_checkpoint
     parser = argparse.ArgumentParser(prog="python -m minircnn.evaluate",
@@ -153,14 +243,15 @@ def main(argv=None):
                                                     "checkpoint's folder)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where the network runs")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (0: one per core; default 1)")
+    add_test_arguments(parser)
     args = parser.parse_args(argv)
     set_blas_threads(args.threads)
     try:
         ckpt = load_checkpoint(args.checkpoint)
     except (OSError, ValueError) as e:             # missing file, not a checkpoint, parameters that do not fit
         raise SystemExit(f"error: {e}") from None
-    config = ckpt.config
-    model = ckpt.model.to(args.device) if args.device == "gpu" else ckpt.model
+    config, model = apply_test_arguments(args, ckpt)
+    model = model.to(args.device) if args.device == "gpu" else model
     root = args.data or config.data or ensure_shapes_dataset()
     dataset = VOCDataset(root, args.split or config.test_split)
     if tuple(dataset.class_names) != ckpt.class_names:
@@ -168,11 +259,14 @@ def main(argv=None):
                          f"{list(ckpt.class_names)}")
     proposals = proposals_for_split(dataset, method=config.proposals, max_boxes=config.max_proposals)
     start = time.perf_counter()
-    found = detect_split(model, dataset, proposals, ckpt.bbox_means, ckpt.bbox_stds, ckpt.preprocessing, config)
+    found = detect_split(model, dataset, proposals, ckpt.bbox_means, ckpt.bbox_stds, ckpt.preprocessing, config,
+                         bbox_reg=not args.no_bbox_reg)
     seconds = time.perf_counter() - start
     metrics, curves = score_detections(dataset, *found, ckpt.class_names)
     metrics.update(checkpoint=str(args.checkpoint), split=dataset.split, iteration=ckpt.iteration,
-                   seconds_per_image=seconds / max(len(dataset), 1))
+                   seconds_per_image=seconds / max(len(dataset), 1), protocol=config.protocol,
+                   test_scales=list(config.test_scales or (config.test_scale,)), test_max_size=config.test_max_size,
+                   bbox_reg=not args.no_bbox_reg, svd=args.svd or {})
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     write_results(out, metrics, curves, ckpt.class_names)
     print(format_table(metrics))

@@ -34,10 +34,13 @@ from .config import PRESETS, TrainConfig, get_preset, set_blas_threads
 OVERRIDES = {"data": "data", "train_split": "train_split", "test_split": "test_split", "iters": "iters",
              "seed": "seed", "checkpoint_every": "checkpoint_every", "weights": "weights", "scale": None,
              "lr": "base_lr", "stepsize": "stepsize", "proposals": "proposals", "threads": "blas_threads",
-             "frozen": "frozen", "bbox_loss_weight": "bbox_loss_weight", "train_images": "train_images"}
+             "frozen": "frozen", "bbox_loss_weight": "bbox_loss_weight", "train_images": "train_images",
+             "scales": "scales", "test_scales": "test_scales", "max_size": None, "protocol": "protocol"}
 
 
 def parse_args(argv=None):
+    from .evaluate import parse_sizes
+    from .protocols import PROTOCOLS
     tiny, vgg = get_preset("tiny"), get_preset("vgg16_voc07")
 
     def preset_default(key):
@@ -71,6 +74,17 @@ def parse_args(argv=None):
                         + preset_default("weights"))
     p.add_argument("--scale", type=int, help="shorter image side for training and testing (longer side capped at "
                                              "5/3 of it); e.g. 64 to try vgg16_voc07 quickly")
+    p.add_argument("--scales", type=parse_sizes, metavar="S1,S2,...",
+                   help="multi-scale training: each image of a step gets one of these shorter sides at random, e.g. "
+                        "480,576,688,864,1200 with --max-size 2000 (the paper's; spec §4)" + preset_default("scales"))
+    p.add_argument("--test-scales", type=parse_sizes, metavar="S1,S2,...",
+                   help="multi-scale test: an image pyramid of these shorter sides, each proposal pooled from the "
+                        "level where its area is closest to 224x224 (default: single scale, test_scale)")
+    p.add_argument("--max-size", type=int, help="cap on the longer image side, training and test"
+                   + preset_default("max_size"))
+    p.add_argument("--protocol", choices=PROTOCOLS, help="test protocol of the evaluation: 'simple' (per image: "
+                   "score > 0.05, NMS, 100 best) or 'paper' (FR:test.py: ~40 per class per image over the set, then "
+                   "NMS; see minircnn.evaluate)" + preset_default("protocol"))
     p.add_argument("--lr", type=float, help="base learning rate" + preset_default("base_lr"))
     p.add_argument("--stepsize", type=int, help="multiply the learning rate by 0.1 every this many iterations"
                    + preset_default("stepsize"))
@@ -100,8 +114,12 @@ def resolve_config(args) -> TrainConfig:
     changes = {key: getattr(args, flag) for flag, key in OVERRIDES.items()
                if key is not None and getattr(args, flag) is not None}
     if args.scale is not None:
+        if args.scales is not None:
+            raise SystemExit("give --scale (one training and test scale) or --scales (training scales), not both")
         changes.update(scales=(args.scale,), test_scale=args.scale, max_size=args.scale * 5 // 3,
                        test_max_size=args.scale * 5 // 3)
+    if args.max_size is not None:
+        changes.update(max_size=args.max_size, test_max_size=args.max_size)
     return get_preset(args.preset).replace(**changes)
 
 

@@ -73,3 +73,92 @@ def test_a_file_that_is_not_a_checkpoint_gives_one_error(tmp_path):
         evaluate.main(["--checkpoint", str(bad)])
     with pytest.raises(SystemExit, match="no checkpoint"):
         detect.main(["--checkpoint", str(tmp_path / "missing.npz"), "x.png"])
+
+
+def tiny_model():
+    return build_model("tiny", 3, seed=0, channels=(2, 2, 3, 3, 4), fc_width=8)
+
+
+def test_multi_scale_test_pools_each_roi_from_the_level_closest_to_224_squared():
+    """A 400x600 image at scales (100, 400): factors 0.25 and 1. A box's area at a level is its area x factor^2;
+    the level closest to 224^2 = 50176 wins. 400x300 = 120000 -> 7500 or 120000: level 0; 100x100 = 10000 ->
+    625 or 10000: level 1; 200x200 -> 2500 or 40000: level 1; 350x300 = 105000 -> 6563 or 105000: level 0. The
+    network receives both levels in one blob (level 0 top-left, zero-padded) and each RoI in its level's pixels."""
+    rng = np.random.default_rng(1)
+    model = tiny_model()
+    image = rng.integers(1, 255, (400, 600, 3), dtype=np.uint8)
+    props = np.array([[0, 0, 399, 299], [10, 20, 109, 119], [200, 100, 399, 299], [0, 0, 349, 299]], np.float32)
+    seen = {}
+    predict = model.predict
+
+    def spy(blob, rois):
+        seen["blob"], seen["rois"] = blob, rois
+        return predict(blob, rois)
+
+    model.predict = spy
+    probs, boxes = evaluate.im_detect(model, image, props, np.zeros((3, 4)), np.ones((3, 4)), PLAIN, (100, 400),
+                                      1000)
+    assert seen["blob"].shape == (2, 3, 400, 600)
+    np.testing.assert_array_equal(seen["blob"][0, :, 100:, :], 0)
+    assert np.all(seen["blob"][0, :, :100, :150].any(axis=0))
+    np.testing.assert_array_equal(seen["rois"][:, 0], [0, 1, 1, 0])
+    np.testing.assert_allclose(seen["rois"][:, 1:], [[0, 0, 99.75, 74.75], [10, 20, 109, 119],
+                                                     [200, 100, 399, 299], [0, 0, 87.25, 74.75]])
+    assert probs.shape == (4, 3) and boxes.shape == (4, 3, 4)
+    single = evaluate.im_detect(model, image, props, np.zeros((3, 4)), np.ones((3, 4)), PLAIN, 400, 1000)[1]
+    np.testing.assert_array_equal(seen["rois"][:, 0], 0)         # one scale: every RoI on the only level
+    assert single.shape == (4, 3, 4)
+
+
+def test_box_regression_off_uses_the_proposals():
+    """bbox_pred outputs 0 and the target mean is dx = 0.25 for every class, so the regression moves a 40-px wide
+    proposal (10, 10, 49, 49) right by 10 px to (20, 10, 59, 49); with bbox_reg=False every class's box is the
+    proposal itself."""
+    model = tiny_model()
+    model.bbox_pred.params["weight"][...] = 0
+    model.bbox_pred.params["bias"][...] = 0
+    image = np.full((80, 100, 3), 128, np.uint8)
+    props = np.array([[10, 10, 49, 49]], np.float32)
+    means = np.tile([0.25, 0.0, 0.0, 0.0], (3, 1))
+    args = (model, image, props, means, np.ones((3, 4)), PLAIN, 80, 200)
+    np.testing.assert_allclose(evaluate.im_detect(*args)[1][0], [[20, 10, 59, 49]] * 3)
+    np.testing.assert_array_equal(evaluate.im_detect(*args, bbox_reg=False)[1][0], [[10, 10, 49, 49]] * 3)
+    boxes, labels, _ = evaluate.detect_image(*args, score_thresh=0.0, bbox_reg=False)
+    np.testing.assert_array_equal(boxes, [[10, 10, 49, 49]] * len(labels))
+    assert sorted(labels.tolist()) == [1, 2]
+
+
+def test_test_time_flags(trained, tmp_path):
+    """--protocol, --test-scales, --test-max-size, --no-bbox-reg and --svd reach the evaluation and are recorded
+    in metrics.json."""
+    root, ckpt = trained
+    metrics = evaluate.main(["--checkpoint", str(ckpt), "--data", str(root), "--out", str(tmp_path), "--protocol",
+                             "paper", "--test-scales", "64,96", "--test-max-size", "200", "--no-bbox-reg",
+                             "--svd", "fc6=16,fc7=8"])
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert (saved["protocol"], saved["test_scales"], saved["test_max_size"], saved["bbox_reg"], saved["svd"]) == (
+        "paper", [64, 96], 200, False, {"fc6": 16, "fc7": 8})
+    assert 0.0 <= metrics["map"] <= 1.0
+    results = detect.main(["--checkpoint", str(ckpt), str(_save_test_image(root, tmp_path)), "--out",
+                           str(tmp_path / "d"), "--svd", "fc7=4", "--protocol", "paper", "--show", "0"])
+    assert len(results) == 1
+
+
+def _save_test_image(root, folder):
+    path = folder / "test0.png"
+    Image.fromarray(VOCDataset(root, "test").load_image(0)).save(path)
+    return path
+
+
+def test_bad_test_time_flags_name_the_flag(trained, capsys):
+    """A malformed value is refused by argparse naming the flag; a rank the layer cannot have names --svd and the
+    layer's size (the tiny fc6 is 512 x 6272)."""
+    root, ckpt = trained
+    for flag, value in (("--svd", "fc6"), ("--svd", "fc6=x"), ("--test-scales", "480,big"), ("--test-scales", "0")):
+        with pytest.raises(SystemExit):
+            evaluate.main(["--checkpoint", str(ckpt), flag, value])
+        assert f"argument {flag}" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"--svd: rank of fc6 must be an integer in \[1, 512\]"):
+        evaluate.main(["--checkpoint", str(ckpt), "--data", str(root), "--svd", "fc6=600"])
+    with pytest.raises(SystemExit, match=r"--svd: 'bbox_pred' is not an fc layer"):
+        detect.main(["--checkpoint", str(ckpt), "x.png", "--svd", "bbox_pred=2"])

@@ -203,3 +203,30 @@ def test_resume_after_sigkill_gives_the_same_checkpoint(tiny_voc, tmp_path):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     with open(killed / "log.csv", newline="") as f:
         assert [int(r["iteration"]) for r in csv.DictReader(f)] == list(range(1, 9))
+
+
+def test_scale_and_protocol_flags_reach_the_config():
+    """--scales (multi-scale training), --test-scales (pyramid at test), --max-size (both sides' cap) and
+    --protocol land in the config; --scale and --scales together are refused."""
+    config = train.resolve_config(train.parse_args(["--scales", "480,576,688,864,1200", "--max-size", "2000",
+                                                    "--test-scales", "480,576", "--protocol", "paper"]))
+    assert (config.scales, config.max_size, config.test_max_size) == ((480, 576, 688, 864, 1200), 2000, 2000)
+    assert (config.test_scales, config.protocol) == ((480, 576), "paper")
+    assert train.resolve_config(train.parse_args([])).test_scales == ()
+    with pytest.raises(SystemExit, match="--scale .* or --scales"):
+        train.resolve_config(train.parse_args(["--scale", "64", "--scales", "64,96"]))
+
+
+def test_a_config_saved_before_the_test_fields_still_loads():
+    """Checkpoints written before test_scales and protocol existed read back with the defaults (single scale,
+    simple); bad values are refused."""
+    old = get_preset("tiny").to_dict()
+    del old["test_scales"], old["protocol"]
+    config = TrainConfig.from_dict(old)
+    assert (config.test_scales, config.protocol) == ((), "simple")
+    assert TrainConfig.from_dict(json.loads(get_preset("tiny").replace(test_scales=[96, 128]).to_json())
+                                 ).test_scales == (96, 128)
+    with pytest.raises(ValueError, match="protocol"):
+        get_preset("tiny").replace(protocol="voc")
+    with pytest.raises(ValueError, match="test_scales"):
+        get_preset("tiny").replace(test_scales=(0,))

@@ -146,17 +146,29 @@ class FastRCNN(Network):
         self.freeze(name for name in spec.frozen if name in FC_LAYERS)
         self.set_dropout_rng(np.random.default_rng(dropout_seq))
         self._loss_grads = None
+        self.svd_ranks = {}                       # {fc name: rank} once compressed (minircnn.svd)
 
     @property
     def config(self) -> dict:
-        """``{"num_classes": K+1, "spec": {...}}`` with the current frozen flags: enough to rebuild the model."""
-        frozen = tuple(layer.name for layer in self.layers if layer.params and layer.frozen)
-        return {"num_classes": self.num_classes, "spec": self.spec.with_overrides(frozen=frozen).to_dict()}
+        """``{"num_classes": K+1, "spec": {...}}`` with the current frozen flags: enough to rebuild the model.
+
+        A model compressed by :func:`minircnn.svd.compress` also has ``"svd": {"fc6": rank, ...}``.
+        """
+        frozen = [layer.name for layer in self.layers if layer.params and layer.frozen]
+        frozen = tuple(dict.fromkeys(n[:-2] if n[:-2] in self.svd_ranks else n for n in frozen))  # fc6_L -> fc6
+        config = {"num_classes": self.num_classes, "spec": self.spec.with_overrides(frozen=frozen).to_dict()}
+        if self.svd_ranks:
+            config["svd"] = dict(self.svd_ranks)
+        return config
 
     @classmethod
     def from_config(cls, config: dict, seed: int = 0, dtype=np.float32, init: bool = True) -> "FastRCNN":
         """Rebuild a model from its :attr:`config` (e.g. read back from a checkpoint)."""
-        return cls(BackboneSpec.from_dict(config["spec"]), config["num_classes"], seed=seed, dtype=dtype, init=init)
+        model = cls(BackboneSpec.from_dict(config["spec"]), config["num_classes"], seed=seed, dtype=dtype, init=init)
+        if config.get("svd"):                     # the factored layers' shapes; their values come from the file
+            from ..svd import factor_layers
+            factor_layers(model, config["svd"])
+        return model
 
     def feature_map_size(self, height: int, width: int) -> tuple:
         """(H, W) of the last conv's map for an image blob of height x width (VGG16: 600x800 -> 38x50)."""
@@ -189,15 +201,15 @@ class FastRCNN(Network):
         return self.head_forward(features, xp.asarray(rois), train=train)
 
     def head_forward(self, features, rois, train: bool = True):
-        """From the conv feature map (N, C, h, w) and the RoIs to (scores, deltas): RoI pool, fc6, fc7, heads."""
+        """From the conv feature map (N, C, h, w) and the RoIs to (scores, deltas): RoI pool, fc6, fc7, heads.
+
+        The trunk is run as the list :attr:`trunk` (roi_pool5, fc6, relu6, drop6, fc7, relu7, drop7), so that a
+        compressed model, whose fc6 is the pair fc6_L, fc6_U (:mod:`minircnn.svd`), runs the same code.
+        """
         self._plan_backward()
-        x = self.roi_pool5.forward(features, rois, train=train)
-        x = self.fc6.forward(x, train=train)
-        x = self.relu6.forward(x, train=train)
-        x = self.drop6.forward(x, train=train)
-        x = self.fc7.forward(x, train=train)
-        x = self.relu7.forward(x, train=train)
-        x = self.drop7.forward(x, train=train)
+        x = self.trunk[0].forward(features, rois, train=train)              # roi_pool5
+        for layer in self.trunk[1:]:
+            x = layer.forward(x, train=train)
         return self.cls_score.forward(x, train=train), self.bbox_pred.forward(x, train=train)
 
     def predict(self, images, rois):
@@ -235,12 +247,8 @@ class FastRCNN(Network):
     def head_backward(self, dscores, ddeltas):
         """The head's backward; returns the gradient of the conv feature map (N, C, h, w), or None if not needed."""
         d = _add(self.cls_score.backward(dscores), self.bbox_pred.backward(ddeltas))   # both heads read fc7's output
-        d = self.drop7.backward(d)
-        d = self.relu7.backward(d)
-        d = self.fc7.backward(d)
-        d = self.drop6.backward(d)
-        d = self.relu6.backward(d)
-        d = self.fc6.backward(d)
+        for layer in reversed(self.trunk[1:]):    # drop7, relu7, fc7, drop6, relu6, fc6
+            d = layer.backward(d)
         return self.roi_pool5.backward(d)         # each cell's gradient goes to the input its bin picked (Eq. 4)
 
 

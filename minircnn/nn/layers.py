@@ -68,20 +68,31 @@ class Conv2d(Module):
 
 class Linear(Module):
     """Fully connected layer, ``y = x weight^T + bias``; ``weight (out, in)``. An (N, C, H, W) input is flattened
-    per row in (c, h, w) order, like Caffe's InnerProduct after roi_pool5."""
+    per row in (c, h, w) order, like Caffe's InnerProduct after roi_pool5.
 
-    def __init__(self, name, in_features: int, out_features: int, dtype=np.float32):
+    ``bias=False`` gives a layer without a bias parameter (Caffe's ``bias_term: false``), e.g. the first factor
+    ``fc6_L`` of a truncated-SVD compressed fc layer (:mod:`minircnn.svd`).
+    """
+
+    def __init__(self, name, in_features: int, out_features: int, dtype=np.float32, bias: bool = True):
         super().__init__(name)
         self.add_param("weight", np.zeros((out_features, in_features), dtype), *WEIGHT_MULTS)
-        self.add_param("bias", np.zeros((out_features,), dtype), *BIAS_MULTS)
+        if bias:
+            self.add_param("bias", np.zeros((out_features,), dtype), *BIAS_MULTS)
 
     def _forward(self, x, train):
-        return F.linear_forward(x, self.params["weight"], self.params["bias"])
+        w = self.params["weight"]
+        b = self.params.get("bias")
+        if b is None:                  # the functional pair always adds a bias: give it zeros (out,), cheap
+            b = get_array_module(w).zeros(w.shape[0], dtype=w.dtype)
+        return F.linear_forward(x, w, b)
 
     def _backward(self, dy, cache):
         dx, dw, db = F.linear_backward(dy, cache)
         if not self.frozen:
-            self.grads["weight"], self.grads["bias"] = dw, db
+            self.grads["weight"] = dw
+            if "bias" in self.params:
+                self.grads["bias"] = db
         return dx if self.need_dx else None
 
     def output_shape(self, input_shape):
