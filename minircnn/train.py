@@ -144,6 +144,11 @@ def initial_model(config, num_classes):
     from .nn.network import StateDictError
     preprocessing = PREPROCESSING_PRESETS[config.preprocessing]
     if config.weights == "none":
+        if config.backbone != "tiny":
+            print(f"warning: {config.backbone} from random weights: with {config.preprocessing} pixels (0-255) the "
+                  f"first loss is far above ln(K+1) and lr {config.base_lr} diverges within a few steps; the paper starts "
+                  "from ImageNet weights (python -m minircnn.weights convert, README 'Using ImageNet weights')",
+                  file=sys.stderr)
         return build_model(config.backbone, num_classes, seed=config.seed), preprocessing
     if config.weights == "pretrained":
         from .pretrain import ensure_pretrained

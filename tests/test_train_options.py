@@ -78,3 +78,13 @@ def test_train_images_larger_than_the_split_is_an_error(voc4):
 def test_negative_options_are_rejected():
     with pytest.raises(ValueError, match="bbox_loss_weight"):
         get_preset("tiny").replace(bbox_loss_weight=-1.0)
+
+
+def test_vgg16_from_random_weights_warns(capsys):
+    """The paper's VGG16 preset from random weights diverges (0-255 pixels, lr 0.001): building it says so and
+    points to the weight conversion; the tiny backbone from scratch does not warn."""
+    train.initial_model(get_preset("tiny").replace(weights="none"), 6)
+    assert "warning" not in capsys.readouterr().err
+    train.initial_model(get_preset("vgg16_voc07").replace(weights="none"), 6)
+    err = capsys.readouterr().err
+    assert "vgg16 from random weights" in err and "minircnn.weights convert" in err
