@@ -115,3 +115,56 @@ def _finished(out: Path, config, evaluate: bool) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     return not evaluate or (out / "metrics.json").is_file()
+
+
+# ------------------------------------------------------------------------------- test-time variations
+def detector_outputs(ckpt, dataset, proposals, config=None, bbox_reg=True, progress=True):
+    """The network's scored boxes on every image of a split, before any test protocol.
+
+    The network is the expensive part of test time; the protocol that turns its outputs into detections (score
+    threshold, per-class NMS, caps) is cheap. Keeping the outputs lets a lesson try many protocols, NMS thresholds or
+    proposal counts (:func:`apply_protocol`) with one pass of the network.
+
+    Args:
+        ckpt: a :class:`~minircnn.checkpoint.Checkpoint` (:func:`~minircnn.checkpoint.load_checkpoint`).
+        dataset: a :class:`~minircnn.data.VOCDataset` (needs ``load_image``).
+        proposals: list of (P_i, 4) float boxes, one per image of ``dataset``.
+        config: the test settings (``test_scales`` or ``test_scale``, ``test_max_size``); ``ckpt.config`` if None.
+        bbox_reg: False: every class's box is the proposal (see :func:`~minircnn.evaluate.im_detect`).
+        progress: show a progress bar.
+
+    Returns:
+        list with one ``(probs, boxes)`` per image: (P_i, K+1) float32 class probabilities and (P_i, K+1, 4)
+        float32 class-specific boxes in image pixels, rows in the order of the proposals.
+    """
+    from tqdm import tqdm
+
+    from .evaluate import im_detect
+    config = config or ckpt.config
+    return [im_detect(ckpt.model, dataset.load_image(i), proposals[i], ckpt.bbox_means, ckpt.bbox_stds,
+                      ckpt.preprocessing, config.test_scales or config.test_scale, config.test_max_size, bbox_reg)
+            for i in tqdm(range(len(proposals)), desc="network on each image", unit="img", disable=not progress)]
+
+
+def apply_protocol(outputs, config, top=None, **changes):
+    """Detections from :func:`detector_outputs` under a test protocol (:mod:`minircnn.protocols`).
+
+    Args:
+        outputs: list of ``(probs, boxes)`` per image, from :func:`detector_outputs`.
+        config: a :class:`~minircnn.config.TrainConfig` holding the test protocol: ``protocol``, ``score_thresh``,
+            ``nms_thresh``, ``max_per_image`` (usually the checkpoint's).
+        top: keep only each image's first ``top`` proposals (None: all). The network scores every RoI on its own,
+            so this gives what running it on the ``top`` best-ranked proposals alone would.
+        **changes: config fields to change first, e.g. ``nms_thresh=0.5`` or ``protocol="paper"``.
+
+    Returns:
+        lists (boxes, labels, scores), one entry per image, as :func:`~minircnn.evaluate.detect_split`.
+    """
+    from .protocols import make_protocol
+    config = config.replace(**changes)
+    num_classes = outputs[0][0].shape[1] if outputs else 1
+    chosen = make_protocol(config.protocol, num_classes, len(outputs), config.score_thresh, config.nms_thresh,
+                           config.max_per_image)
+    for probs, boxes in outputs:
+        chosen.add(probs[:top], boxes[:top])
+    return chosen.results()

@@ -61,3 +61,28 @@ def test_fast_mode_shrinks_the_run_but_keeps_the_lessons_changes(voc, tmp_path, 
     assert run.config.iters == experiments.FAST_CHANGES["iters"] and run.config.weights == "none"
     assert run.config.flip is False and run.config.bbox_loss_weight == 0.0 and run.config.scales == (96,)
     assert experiments.RUNS not in run.out.parents
+
+
+def test_apply_protocol_to_outputs_equals_detect_split(voc, runs):
+    """The network run once (detector_outputs) and a protocol applied afterwards (apply_protocol) give the
+    detections of evaluate.detect_split; with top=k, those of running on each image's first k proposals only
+    (the network scores every RoI on its own)."""
+    from minircnn.checkpoint import load_checkpoint
+    from minircnn.data import VOCDataset
+    from minircnn.data.proposals import proposals_for_split
+    from minircnn.evaluate import detect_split
+    run = experiments.train_detector("d", voc, evaluate=False, **(SMALL | {"proposals": "ss-fast"}))
+    ckpt = load_checkpoint(run.checkpoint)
+    test = VOCDataset(voc, "test")
+    proposals = proposals_for_split(test, progress=False)
+    config = ckpt.config.replace(score_thresh=0.0)           # an untrained net: keep every candidate
+    outputs = experiments.detector_outputs(ckpt, test, proposals, progress=False)
+    for top in (None, 5):
+        cut = [p[:top] for p in proposals]
+        expected = detect_split(ckpt.model, test, cut, ckpt.bbox_means, ckpt.bbox_stds, ckpt.preprocessing, config,
+                                progress=False)
+        found = experiments.apply_protocol(outputs, ckpt.config, top=top, score_thresh=0.0)
+        assert len(found[0]) == len(test)
+        for got, want in zip(found, expected):
+            for a, b in zip(got, want):
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
