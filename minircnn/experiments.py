@@ -100,6 +100,86 @@ def train_detector(tag: str, root, evaluate: bool = True, progress: bool = True,
     return Run(out, config, metrics or {})
 
 
+def training_minibatch(config, preprocessing, i: int = 0):
+    """The mini-batch that iteration ``i`` of a training run of ``config`` sees (its images, scales, flips, RoIs).
+
+    For lessons that look inside one SGD step (gradients, timings) without training: the same code path as
+    :func:`minircnn.train.train` (proposals, roidb with flipped copies and normalised targets, sampling).
+
+    Args:
+        config: a :class:`~minircnn.config.TrainConfig` (e.g. ``Run.config``).
+        preprocessing: the model's pixel convention (:func:`minircnn.train.initial_model` returns it; a checkpoint
+            holds it).
+        i: the iteration.
+
+    Returns:
+        :class:`~minircnn.data.sampler.MiniBatch` (``blob``, ``rois``, ``labels``, ``bbox_targets``,
+        ``bbox_weights``).
+    """
+    from .data import VOCDataset
+    from .data.proposals import proposals_for_split
+    from .train import ImageCache, build_training_roidb, dataset_root, minibatch_at
+    train_set = VOCDataset(dataset_root(config), config.train_split)
+    proposals = proposals_for_split(train_set, method=config.proposals, max_boxes=config.max_proposals,
+                                    progress=False)
+    roidb, _, _ = build_training_roidb(train_set, proposals, config)
+    return minibatch_at(i, roidb, ImageCache(train_set), train_set.num_classes, preprocessing, config)
+
+
+def detect_test_split(run: Run, bbox_reg: bool = True, progress: bool = False):
+    """A finished run's detections on its test split, as its own evaluation makes them, optionally without box
+    regression (every class's box is the proposal itself: paper Table 6).
+
+    Returns:
+        (dataset, (boxes, labels, scores)): the test :class:`~minircnn.data.VOCDataset` and the lists of
+        :func:`minircnn.evaluate.detect_split` (score them with :func:`minircnn.evaluate.score_detections`).
+    """
+    from .checkpoint import load_checkpoint
+    from .data import VOCDataset
+    from .data.proposals import proposals_for_split
+    from .evaluate import detect_split
+    from .train import dataset_root
+    ckpt = load_checkpoint(run.checkpoint)
+    config = ckpt.config
+    dataset = VOCDataset(dataset_root(config), config.test_split)
+    proposals = proposals_for_split(dataset, method=config.proposals, max_boxes=config.max_proposals,
+                                    progress=progress)
+    return dataset, detect_split(ckpt.model, dataset, proposals, ckpt.bbox_means, ckpt.bbox_stds,
+                                 ckpt.preprocessing, config, progress=progress, bbox_reg=bbox_reg)
+
+
+def map_spread(dataset, boxes, labels, scores, samples: int = 200, seed: int = 0) -> float:
+    """How much a mAP depends on which images happen to make up the test split: the standard deviation of the VOC07
+    mAP over bootstrap resamples of the images (as many, drawn with replacement).
+
+    A yardstick for the lessons' single-run comparisons: a difference between two detectors that is not clearly
+    larger than this could come from the test images alone (training with another seed adds its own variation).
+
+    Args:
+        dataset: the test split (:class:`~minircnn.data.VOCDataset`), for its ground truth.
+        boxes, labels, scores: the detections, one entry per image (:func:`minircnn.evaluate.detect_split`,
+            :func:`detect_test_split`).
+        samples: number of resamples.
+        seed: seed of the resampling.
+
+    Returns:
+        The standard deviation of the resampled mAPs.
+    """
+    import numpy as np
+
+    from .evaluation import eval_detection_voc
+    notes = [dataset.annotation(i) for i in range(len(dataset))]
+    rng = np.random.default_rng(seed)
+    maps = []
+    for _ in range(samples):
+        pick = rng.integers(0, len(notes), len(notes))
+        result = eval_detection_voc([boxes[i] for i in pick], [labels[i] for i in pick], [scores[i] for i in pick],
+                                    [notes[i].boxes for i in pick], [notes[i].labels for i in pick],
+                                    [notes[i].difficult for i in pick], num_classes=dataset.num_classes)
+        maps.append(result["map"])
+    return float(np.nanstd(maps))
+
+
 def _finished(out: Path, config, evaluate: bool) -> bool:
     """Whether ``out`` holds a run of exactly ``config`` that reached its last iteration (and was evaluated)."""
     import numpy as np

@@ -86,3 +86,52 @@ def test_apply_protocol_to_outputs_equals_detect_split(voc, runs):
         for got, want in zip(found, expected):
             for a, b in zip(got, want):
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_training_minibatch_is_the_one_training_sees(voc, runs):
+    """training_minibatch(config, preprocessing, i) equals the mini-batch minircnn.train builds for iteration i
+    (same images, flips, RoIs and targets): a lesson looking at one step sees a real one."""
+    from minircnn.config import get_preset
+    from minircnn.data import PLAIN, VOCDataset
+    from minircnn.data.proposals import proposals_for_split
+    from minircnn.train import ImageCache, build_training_roidb, minibatch_at
+    config = get_preset("tiny").replace(data=str(voc), **{k: v for k, v in SMALL.items()
+                                                           if k != "progress"})
+    train_set = VOCDataset(voc, "trainval")
+    roidb, _, _ = build_training_roidb(train_set, proposals_for_split(train_set, method="dense", progress=False),
+                                       config)
+    for i in (0, 3):
+        expected = minibatch_at(i, roidb, ImageCache(train_set), train_set.num_classes, PLAIN, config)
+        got = experiments.training_minibatch(config, PLAIN, i)
+        for a, b in zip(expected, got):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_map_spread_is_zero_for_perfect_detections_and_positive_otherwise(voc):
+    """Detections equal to the ground truth score mAP 1 on every resample of the images (spread 0); detections
+    that find the objects of one image only give a spread above 0, the same for the same seed."""
+    from minircnn.data import VOCDataset
+    test = VOCDataset(voc, "trainval")                      # 2 images, with their ground truth
+    notes = [test.annotation(i) for i in range(len(test))]
+    perfect = ([a.boxes for a in notes], [a.labels for a in notes], [np.ones(len(a.labels)) for a in notes])
+    assert experiments.map_spread(test, *perfect, samples=20) == 0
+    half = ([notes[0].boxes, np.zeros((0, 4))], [notes[0].labels, np.zeros(0, int)],
+            [np.ones(len(notes[0].labels)), np.zeros(0)])
+    spread = experiments.map_spread(test, *half, samples=50, seed=1)
+    assert spread > 0 and spread == experiments.map_spread(test, *half, samples=50, seed=1)
+
+
+def test_detect_test_split_scores_as_the_runs_own_evaluation(voc, runs):
+    """detect_test_split(run) gives the detections behind the run's metrics.json (same mAP); without box regression
+    every detected box is one of the test proposals."""
+    from minircnn.data.proposals import proposals_for_split
+    from minircnn.evaluate import score_detections
+    run = experiments.train_detector("e", voc, **(SMALL | {"test_split": "trainval", "proposals": "ss-fast",
+                                                           "max_proposals": 100}))
+    dataset, found = experiments.detect_test_split(run)
+    assert score_detections(dataset, *found, dataset.class_names)[0]["map"] == pytest.approx(run.metrics["map"])
+    dataset, (boxes, _, _) = experiments.detect_test_split(run, bbox_reg=False)
+    proposals = proposals_for_split(dataset, method="ss-fast", max_boxes=100, progress=False)
+    assert sum(len(b) for b in boxes) > 0
+    for b, p in zip(boxes, proposals):
+        assert {tuple(r) for r in b} <= {tuple(r) for r in p.astype(np.float32)}
