@@ -1,0 +1,439 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 10 — Truncated SVD: cheaper fully connected layers
+#
+# **The claim (paper Sec. 3.1, Fig. 2 and Table 4).** In image classification the conv layers take most of the
+# forward time; the fc layers run once per image. In detection they run once per *RoI* — about 2000 per image — and
+# for VGG16 fc6 and fc7 take nearly half of the forward pass (Fig. 2: 142 of 320 ms on a K40, conv layers 146 ms).
+# Fast R-CNN compresses them after training with a truncated singular value decomposition: fc6's 25088 × 4096
+# weight matrix is replaced by its best rank-1024 approximation, fc7's 4096 × 4096 one by rank 256, each as two
+# smaller layers. Detection time drops by more than 30% (320 → 223 ms per image, Fig. 2), and mAP by 0.3 points
+# (66.9 → 66.6 on VOC07), with no fine-tuning after the compression.
+#
+# This lesson does the math, checks it against `minircnn/svd.py`, looks at the singular values of our tiny detector's
+# fc layers, measures where the test-time forward spends its time before and after the compression — for the tiny
+# detector and for fc layers of VGG16's size — and measures what the compression costs in mAP, rank by rank.
+#
+# Spec §11 (`FR:tools/compress_net.py`) and §13. Code: `minircnn/svd.py` (`truncated_svd`, `compress`), the
+# `--svd fc6=R6,fc7=R7` flag of `python -m minircnn.evaluate`. Tests: `tests/test_svd.py`. Benchmark:
+# `benchmarks/bench_svd.py`.
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from minircnn.checkpoint import load_checkpoint
+from minircnn.config import set_blas_threads
+from minircnn.data import VOCDataset, image_pyramid, pyramid_rois
+from minircnn.data.proposals import proposals_for_split
+from minircnn.evaluate import detect_split, score_detections
+from minircnn.experiments import FAST, lesson_dataset, map_spread, train_detector
+from minircnn.models import build_model, softmax
+from minircnn.svd import compress, factor_layers, truncated_svd
+
+set_blas_threads(1)            # one BLAS thread: steadier timings on a busy machine (lesson 06)
+rng = np.random.default_rng(0)
+root = lesson_dataset()        # data/shapes (generated on first use); a few images with MINIRCNN_FAST
+run = train_detector("default", root)    # the default detector of runs/lessons/default (trained once, reused)
+ckpt = load_checkpoint(run.checkpoint)
+config = ckpt.config
+W6, W7 = (ckpt.model[name].params["weight"] for name in ("fc6", "fc7"))
+test_set = VOCDataset(root, config.test_split)
+proposals = proposals_for_split(test_set, method=config.proposals, max_boxes=config.max_proposals)
+print(f"default detector: mAP {run.metrics['map']:.3f}; fc6 weight {W6.shape} (outputs x inputs), "
+      f"fc7 weight {W7.shape}")
+
+# %% [markdown]
+# ## 1. The math
+#
+# An fc layer computes `y = W x + b` with `W` of shape u × v (u outputs, v inputs). Its singular value
+# decomposition is `W = U Σ Vᵀ`: `U` (u × r) and `V` (v × r) have orthonormal columns, `Σ` is the diagonal of the
+# singular values `σ₁ ≥ σ₂ ≥ … ≥ σ_r ≥ 0`, r = min(u, v). Keeping the t largest gives
+#
+# $$W \approx W_t = U_t \Sigma_t V_t^\top = \sum_{i=1}^{t} \sigma_i\, u_i v_i^\top ,$$
+#
+# and the layer becomes two layers **with no nonlinearity between them** (paper Eq. 5):
+#
+# * `fcX_L`: `z = (Σ_t V_tᵀ) x` — a t × v weight, no bias;
+# * `fcX_U`: `y = U_t z + b` — a u × t weight, with the original bias.
+#
+# Their product is `W_t`, so together they are the linear layer `W_t x + b`. Per RoI the layer now costs t(u + v)
+# multiply-adds instead of uv, and stores as many weights: a saving whenever t < uv / (u + v). The error is known in
+# advance (Eckart–Young): of all matrices of rank t, `W_t` is the closest to `W` in the Frobenius norm, and
+#
+# $$\lVert W - W_t \rVert_F^2 = \sum_{i > t} \sigma_i^2 .$$
+#
+# A loop version for reading — the sum of t rank-one terms — against the package's `truncated_svd`, which returns the
+# two factors `L = Σ_t V_tᵀ` and `U = U_t` (the layout of the original `compress_net.py`):
+
+# %%
+def rank_t_by_hand(w, t):
+    """W_t as the sum of the t leading rank-one terms sigma_i u_i v_i^T (float64)."""
+    u, s, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)
+    approx = np.zeros(w.shape)
+    for i in range(t):
+        approx += s[i] * np.outer(u[:, i], vt[i])
+    return approx
+
+
+t = 16 if FAST else 128
+L, U = truncated_svd(W6, t)
+by_hand = rank_t_by_hand(W6, t)
+print(f"fc6, t = {t}: L {L.shape} (t x v), U {U.shape} (u x t); max |U L - loop| = {np.abs(U @ L - by_hand).max():.1e}")
+assert np.allclose(U @ L, by_hand, atol=1e-4)
+
+sigma = np.linalg.svd(W6.astype(np.float64), compute_uv=False)
+error = np.linalg.norm(W6 - by_hand) ** 2
+print(f"||W - W_t||_F^2 = {error:.4f};  sum of the discarded sigma_i^2 = {np.sum(sigma[t:] ** 2):.4f}")
+
+# Any other rank-t matrix does worse, e.g. W projected onto t random directions of its input space:
+q, _ = np.linalg.qr(rng.standard_normal((W6.shape[1], t)))
+print(f"rank-t alternative W Q Q^T (Q: {t} random orthonormal columns): squared error "
+      f"{np.linalg.norm(W6 - W6 @ q @ q.T) ** 2:.4f}")
+
+# %% [markdown]
+# What the layers cost, uv against t(u + v), for our fc layers and for VGG16's with the paper's ranks. (Our fc
+# layers have far fewer outputs than VGG16's 4096; the same *fractions* of the outputs as the paper's ranks, 1/4 for
+# fc6 and 1/16 for fc7, are our "paper-like" ranks.)
+
+# %%
+def params(u, v, t=None):
+    return u * v if t is None else t * (u + v)
+
+
+PAPER_LIKE = {"fc6": W6.shape[0] // 4, "fc7": W7.shape[0] // 16}
+shapes = {"tiny fc6": (W6.shape, PAPER_LIKE["fc6"]), "tiny fc7": (W7.shape, PAPER_LIKE["fc7"]),
+          "VGG16 fc6": ((4096, 25088), 1024), "VGG16 fc7": ((4096, 4096), 256)}
+print(f"{'layer':10s} {'u x v':>13s} {'rank t':>7s} {'uv':>12s} {'t(u+v)':>12s} {'ratio':>6s} {'break-even t':>13s}")
+for name, ((u, v), rank) in shapes.items():
+    print(f"{name:10s} {f'{u}x{v}':>13s} {rank:7d} {params(u, v):12,d} {params(u, v, rank):12,d} "
+          f"{params(u, v) / params(u, v, rank):5.1f}x {u * v // (u + v):13d}")
+
+# %% [markdown]
+# `compress` does this to a detector in place: fc6 becomes the pair `fc6_L`, `fc6_U`, and the forward pass runs the
+# pair where fc6 was. On a batch of pooled features the compressed trunk gives what `W_t x + b` gives:
+
+# %%
+small = compress(load_checkpoint(run.checkpoint).model, {"fc6": t})
+print("layers after roi_pool5:", [layer.name for layer in small.trunk[1:]])
+x = rng.standard_normal((5, W6.shape[1])).astype(np.float32)
+two_layers = small.fc6_U.forward(small.fc6_L.forward(x, train=False), train=False)
+one_layer = x @ by_hand.T + ckpt.model.fc6.params["bias"]
+print(f"fc6_U(fc6_L(x)) vs W_t x + b: max difference {np.abs(two_layers - one_layer).max():.1e}")
+assert np.allclose(two_layers, one_layer, atol=1e-3)
+
+# %% [markdown]
+# ## 2. The singular values of our fc layers
+#
+# How much a given rank keeps depends on how fast the singular values fall. Below, left: the spectra of the trained
+# fc6 and fc7, and for comparison those of random Gaussian matrices of the same shapes — what the layers looked like
+# before training, up to scale. Middle: the share of `‖W‖²_F` that the first t singular values hold (1 minus the
+# squared relative error of `W_t`).
+#
+# The Frobenius norm weighs every direction of the layer's input space alike, but a layer only ever sees the
+# features that RoIs produce. So, right: the relative error of the layer's *output*, `‖(W − W_t) X‖ / ‖W X‖`, where
+# the columns of `X` are the actual inputs of the layer for the proposals of one test image (the one with the most
+# proposals). With the SVD this is cheap for every t at once: `‖(W − W_t) X‖²_F = Σ_{i>t} σ_i² ‖v_iᵀ X‖²`, because
+# the `u_i` are orthonormal.
+
+# %%
+shown = int(np.argmax([len(p) for p in proposals]))           # the test image with the most proposals
+blob, factors = image_pyramid(test_set.load_image(shown), (config.test_scale,), config.test_max_size,
+                              ckpt.preprocessing)
+rois = pyramid_rois(proposals[shown], factors)                # one level: (0, x1, y1, x2, y2) in blob pixels
+net = ckpt.model
+pooled = net.roi_pool5.forward(net.backbone.forward(blob, train=False), rois, train=False).reshape(len(rois), -1)
+inputs = {"fc6": pooled, "fc7": net.relu6.forward(net.fc6.forward(pooled, train=False), train=False)}
+print(f"test image {test_set.ids[shown]}: {len(rois)} proposals, blob {blob.shape}; fc6 inputs {pooled.shape}")
+
+spectra = {}
+for name, w in (("fc6", W6), ("fc7", W7)):
+    _, s, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)
+    noise = np.linalg.svd(rng.standard_normal(w.shape), compute_uv=False)
+    on_rois = s ** 2 * np.sum((vt @ inputs[name].T.astype(np.float64)) ** 2, axis=1)   # sigma_i^2 ||v_i^T X||^2
+    spectra[name] = (s, noise, on_rois)
+    rank = PAPER_LIKE[name]
+    w_error, noise_error = (np.sqrt(np.sum(v[rank:] ** 2) / np.sum(v ** 2)) for v in (s, noise))
+    print(f"{name} {w.shape}: sigma_1 / sigma_{len(s)} = {s[0] / s[-1]:.1f} (random matrix: "
+          f"{noise[0] / noise[-1]:.1f}); at rank {rank}: relative error of W {w_error:.3f} (random matrix: "
+          f"{noise_error:.3f}), of the outputs on the RoIs {np.sqrt(on_rois[rank:].sum() / on_rois.sum()):.3f}")
+
+
+def tail_error(energy):
+    """sqrt(sum_{i>t} e_i / sum e_i) for t = 1 .. r."""
+    return np.sqrt(np.maximum(1 - np.cumsum(energy) / energy.sum(), 0))
+
+
+fig, axes = plt.subplots(1, 3, figsize=(17, 4))
+for k, (name, (s, noise, on_rois)) in enumerate(spectra.items()):
+    i = np.arange(1, len(s) + 1)
+    axes[0].semilogy(i, s / s[0], color=f"C{k}", label=f"{name}, trained")
+    axes[0].semilogy(i, noise / noise[0], color=f"C{k}", ls=":", label=f"{name} shape, random")
+    axes[1].plot(i, np.cumsum(s ** 2) / np.sum(s ** 2), color=f"C{k}", label=f"{name}, trained")
+    axes[1].plot(i, np.cumsum(noise ** 2) / np.sum(noise ** 2), color=f"C{k}", ls=":", label=f"{name} shape, random")
+    axes[2].plot(i, tail_error(s ** 2), color=f"C{k}", ls="--", label=f"{name}: ||W - W_t|| / ||W||")
+    axes[2].plot(i, tail_error(on_rois), color=f"C{k}", label=f"{name}: ||(W - W_t) X|| / ||W X||")
+    for ax in axes[1:]:
+        ax.axvline(PAPER_LIKE[name], color=f"C{k}", lw=0.8, ls="-.")
+axes[0].set(xlabel="index i", ylabel="sigma_i / sigma_1", title="singular values")
+axes[1].set(xlabel="rank t", ylabel="share of ||W||_F^2 kept", title="energy kept (dash-dot: paper-like t)")
+axes[2].set(xlabel="rank t", ylabel="relative error", title=f"weights vs outputs on {len(rois)} RoIs")
+for ax in axes:
+    ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Compare the trained spectra with the random ones: the closer they are, the less the weights themselves are
+# "low rank", and the more of `‖W‖²_F` any truncation throws away (the printed relative errors of `W`). Then compare
+# the dashed and solid curves on the right: where the solid ones (the error on what the layer actually computes)
+# lie below the dashed ones, the RoI features do not fill the input space evenly — they lean towards the leading
+# right singular vectors — and a rank that discards much of `‖W‖_F` may still keep most of the layer's output.
+# Section 5 measures what the detector makes of it.
+#
+# ## 3. Where the time goes: the tiny detector, one image, ~2000 proposals
+#
+# We split one test-time forward (what `evaluate.im_detect` runs) into the stages of the paper's Fig. 2: the conv
+# layers, `roi_pool5`, fc6 (with its ReLU and dropout, the identity at test time), fc7 (likewise) and the rest — the
+# two output layers and the softmax. The image is the one of section 2; each stage is timed a few times and the
+# fastest run of each counts (the one least disturbed by other programs).
+
+# %%
+def stage_of(name):
+    """The Fig. 2 stage a trunk layer belongs to: fc6, fc6_L, fc6_U, relu6, drop6 -> 'fc6' (likewise fc7)."""
+    return "fc" + name.split("_")[0][-1]
+
+
+def stage_times(model, blob, rois, repeat=3):
+    """Seconds of each stage of one test-time forward (fastest of ``repeat`` runs, stage by stage), and the
+    class probabilities, checked against ``model.predict``."""
+    best = {}
+    for _ in range(repeat):
+        seconds = {}
+        t0 = time.perf_counter()
+        x = model.backbone.forward(blob, train=False)
+        t1 = time.perf_counter()
+        seconds["convs"] = t1 - t0
+        x = model.roi_pool5.forward(x, rois, train=False)
+        seconds["roi_pool5"] = time.perf_counter() - t1
+        for layer in model.trunk[1:]:
+            t1 = time.perf_counter()
+            x = layer.forward(x, train=False)
+            seconds[stage_of(layer.name)] = seconds.get(stage_of(layer.name), 0) + time.perf_counter() - t1
+        t1 = time.perf_counter()
+        probs = softmax(model.cls_score.forward(x, train=False))
+        model.bbox_pred.forward(x, train=False)
+        seconds["other"] = time.perf_counter() - t1
+        best = {k: min(v, best.get(k, np.inf)) for k, v in seconds.items()}
+    return best, probs
+
+
+repeat = 2 if FAST else 5
+tiny = {}
+for label, ranks in (("before SVD", {}), ("after SVD", PAPER_LIKE)):
+    model = compress(load_checkpoint(run.checkpoint).model, ranks)
+    tiny[label], probs = stage_times(model, blob, rois, repeat)
+    reference, _ = model.predict(blob, rois)
+    assert np.allclose(probs, reference, atol=1e-5)         # the staged pass is the model's own forward
+print("ranks after SVD:", PAPER_LIKE)
+
+
+def print_breakdown(times):
+    before, after = times["before SVD"], times["after SVD"]
+    print(f"{'stage':10s} {'before (ms)':>12s} {'share':>6s} {'after (ms)':>11s} {'share':>6s}")
+    for stage in before:
+        print(f"{stage:10s} {before[stage] * 1e3:12.1f} {before[stage] / sum(before.values()):6.1%} "
+              f"{after[stage] * 1e3:11.1f} {after[stage] / sum(after.values()):6.1%}")
+    fc = [sum(t[k] for k in ("fc6", "fc7")) for t in (before, after)]
+    print(f"{'total':10s} {sum(before.values()) * 1e3:12.1f} {'':6s} {sum(after.values()) * 1e3:11.1f}")
+    print(f"fc6 + fc7: {fc[0] / fc[1]:.1f}x faster; whole forward {sum(before.values()) / sum(after.values()):.2f}x "
+          f"faster (time {sum(after.values()) / sum(before.values()) - 1:+.0%})")
+
+
+print_breakdown(tiny)
+
+# %% [markdown]
+# ## 4. The same at VGG16's sizes
+#
+# Our tiny detector is not VGG16: its fc layers are far smaller (the table of section 1 has both shapes). To see
+# the paper's situation we build VGG16 itself (random weights: the time of a forward pass does not depend on the
+# values), feed it one image blob of 600 × 800 and 2000 random boxes, and time the same stages before and after
+# factoring fc6 and fc7 at the paper's ranks, 1024 and 256. Computing the real SVD of a 4096 × 25088 matrix takes
+# minutes, so after SVD the two pairs of layers get random values of the right shapes (`factor_layers`, the
+# structure `compress` builds): again only the shapes decide the time.
+#
+# VGG16's parameters alone take over half a gigabyte of memory (printed below). With `MINIRCNN_FAST` everything shrinks (a VGG16 with few
+# channels and fc layers of 256, a 96 × 128 image, 200 RoIs, ranks 64 and 16): the numbers then say nothing about
+# VGG16.
+
+# %%
+if FAST:
+    vgg = build_model("vgg16", 21, fc_width=256, channels=(8, 8, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32))
+    height, width, n_rois, vgg_ranks = 96, 128, 200, {"fc6": 64, "fc7": 16}
+else:
+    vgg = build_model("vgg16", 21)                      # He-initialised
+    height, width, n_rois, vgg_ranks = 600, 800, 2000, {"fc6": 1024, "fc7": 256}
+image = rng.normal(0, 50, (1, 3, height, width)).astype(np.float32)
+corner = rng.uniform(0, 1, (n_rois, 2)) * (width, height)
+side = rng.uniform(32, 0.6 * min(width, height), (n_rois, 2))     # proposal-like sizes, clipped to the image
+boxes = np.concatenate([corner, np.minimum(corner + side, (width - 1, height - 1))], axis=1)
+vgg_rois = np.concatenate([np.zeros((n_rois, 1)), boxes], axis=1).astype(np.float32)
+
+print(f"VGG16{' (narrow, FAST)' if FAST else ''}: {vgg.num_parameters():,} parameters, "
+      f"{vgg.num_parameters() * 4 / 2**20:.0f} MiB as float32")
+vgg_times = {"before SVD": stage_times(vgg, image, vgg_rois, repeat=1 if FAST else 2)[0]}
+factor_layers(vgg, vgg_ranks)
+for name in vgg_ranks:
+    for layer in (vgg[f"{name}_L"], vgg[f"{name}_U"]):
+        for key, value in layer.params.items():
+            layer.params[key] = (rng.standard_normal(value.shape, dtype=np.float32) * 0.01)
+vgg_times["after SVD"] = stage_times(vgg, image, vgg_rois, repeat=1 if FAST else 2)[0]
+del vgg
+print(f"VGG16{' (narrow, FAST)' if FAST else ''}, {height}x{width} image, {n_rois} RoIs, ranks {vgg_ranks}, "
+      "one BLAS thread:")
+print_breakdown(vgg_times)
+PAPER_FIG2 = {"before SVD": {"convs": 146, "roi_pool5": 17, "fc6": 122, "fc7": 20, "other": 11},
+              "after SVD": {"convs": 143, "roi_pool5": 17, "fc6": 37, "fc7": 4, "other": 11}}   # ms, K40
+print("paper, Fig. 2 (one K40 GPU): 320 -> 223 ms; fc6 + fc7 142 -> 41 ms (3.5x)")
+
+# %%
+STAGES = ("convs", "roi_pool5", "fc6", "fc7", "other")
+cases = [("tiny detector, ms", tiny, 1e3), (f"VGG16{' (narrow)' if FAST else ''}, ms", vgg_times, 1e3),
+         ("paper, VGG16 on a K40, ms", PAPER_FIG2, 1)]
+fig, axes = plt.subplots(1, 3, figsize=(16, 3.2))
+for ax, (title, times, unit) in zip(axes, cases):
+    for row, label in enumerate(("before SVD", "after SVD")):
+        left = 0
+        for k, stage in enumerate(STAGES):
+            value = times[label][stage] * unit
+            ax.barh(row, value, left=left, color=f"C{k}", label=stage if row == 0 else None)
+            share = value / sum(times[label].values()) / unit
+            if share > 0.08:
+                ax.text(left + value / 2, row, f"{share:.0%}", ha="center", va="center", fontsize=8)
+            left += value
+    ax.set_yticks([0, 1], ["before SVD", "after SVD"])
+    ax.invert_yaxis()
+    ax.set_title(title)
+axes[0].legend(fontsize=8, loc="lower right")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Read the bars as the paper's Fig. 2 turned on its side. How the shares split on a CPU is not how they split on a
+# GPU (a K40 running Caffe does convs and matrix products at other relative speeds than NumPy on one CPU thread),
+# but the mechanism is the same one: fc6 and fc7 cost a fixed amount *per RoI*, so with thousands of RoIs they can
+# weigh as much as a whole image's conv layers, or more, and the SVD shrinks exactly that part. The gain in fc6 +
+# fc7 follows the ratio of multiply-adds, uv against t(u + v) (table in section 1); what it is worth for the whole
+# forward depends on how big a share the fc layers had to begin with.
+#
+# ## 5. What it costs in mAP
+#
+# Now the trained detector, compressed at several ranks and evaluated on the whole test split each time, exactly as
+# `python -m minircnn.evaluate --svd fc6=R6,fc7=R7` would. Three series: fc6 alone, fc7 alone, and both with fc7's
+# rank a quarter of fc6's (the paper's 1024 : 256; one point of it is the paper-like setting of section 3). No
+# fine-tuning after the compression, as in the paper.
+
+# %%
+RANKS = (PAPER_LIKE["fc6"], 8) if FAST else (256, PAPER_LIKE["fc6"], 32, 8)
+settings = [("none", {})]
+settings += [("fc6", {"fc6": r}) for r in RANKS]
+settings += [("fc7", {"fc7": r}) for r in RANKS]
+settings += [("both", {"fc6": r, "fc7": max(r * PAPER_LIKE["fc7"] // PAPER_LIKE["fc6"], 1)}) for r in RANKS]
+results = []
+print(f"{'series':6s} {'ranks':18s} {'fc6+fc7 weights':>15s} {'mAP':>6s} {'s/image':>8s}")
+for series, ranks in settings:
+    model = compress(load_checkpoint(run.checkpoint).model, ranks)
+    weights = sum(v.size for k, v in model.state_dict().items() if k.startswith(("fc6", "fc7")) and "weight" in k)
+    start = time.perf_counter()
+    found = detect_split(model, test_set, proposals, ckpt.bbox_means, ckpt.bbox_stds, ckpt.preprocessing, config,
+                         progress=False)
+    seconds = (time.perf_counter() - start) / len(test_set)
+    metrics, _ = score_detections(test_set, *found, test_set.class_names)
+    results.append((series, ranks, weights, metrics["map"], seconds))
+    if series == "none":
+        spread = map_spread(test_set, *found)
+    label = ",".join(f"{k}={v}" for k, v in ranks.items()) or "-"
+    print(f"{series:6s} {label:18s} {weights:15,d} {metrics['map']:6.3f} {seconds:8.3f}")
+print(f"\nyardstick: the uncompressed detector's mAP varies by {spread:.3f} (standard deviation) over bootstrap "
+      "resamples of the test images")
+
+# %%
+base_map, base_seconds = results[0][3], results[0][4]
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+for k, series in enumerate(("fc6", "fc7", "both")):
+    rows = [r for r in results if r[0] == series]
+    ranks_of = [r[1]["fc6" if series != "fc7" else "fc7"] for r in rows]
+    axes[0].semilogx(ranks_of, [r[3] for r in rows], "o-", color=f"C{k}", base=2,
+                     label=series if series != "both" else "both (x: fc6's rank; fc7's is x/4)")
+    axes[1].plot([r[2] / 1e6 for r in rows], [r[3] for r in rows], "o-", color=f"C{k}", label=series)
+for ax in axes:
+    ax.axhline(base_map, color="k", lw=0.8, label="no SVD")
+    ax.axhspan(base_map - spread, base_map + spread, color="grey", alpha=0.2, label="no SVD ± bootstrap s.d.")
+    ax.set_ylabel("VOC07 mAP, test split")
+    ax.legend(fontsize=8)
+like = next(r for r in results if r[0] == "both" and r[1]["fc6"] == PAPER_LIKE["fc6"])
+axes[0].plot(PAPER_LIKE["fc6"], like[3], "*", color="C2", ms=14, label="paper-like ranks")
+axes[1].plot(like[2] / 1e6, like[3], "*", color="C2", ms=14)
+axes[0].legend(fontsize=8)
+axes[0].set(xlabel="rank t", title="mAP vs rank")
+axes[1].plot([results[0][2] / 1e6], [base_map], "ks", ms=7)
+axes[1].set(xlabel="fc6 + fc7 weights (millions)", title="mAP vs size of fc6 + fc7")
+plt.tight_layout()
+plt.show()
+
+# %%
+both = {r[1]["fc6"]: r for r in results if r[0] == "both"}
+drop = base_map - like[3]
+print(f"paper-like ranks fc6={PAPER_LIKE['fc6']}, fc7={PAPER_LIKE['fc7']}: mAP {base_map:.3f} -> {like[3]:.3f} "
+      f"({-drop:+.3f}; bootstrap s.d. {spread:.3f}), test time {base_seconds:.3f} -> {like[4]:.3f} s/image "
+      f"({like[4] / base_seconds - 1:+.0%}), fc6 + fc7 weights {results[0][2] / like[2]:.1f}x fewer")
+verdict = "within" if abs(drop) <= spread else "larger than"
+print(f"-> the mAP change is {verdict} one bootstrap standard deviation; the time per image changed by "
+      f"{like[4] / base_seconds - 1:+.0%} (section 3's forward alone: "
+      f"{sum(tiny['after SVD'].values()) / sum(tiny['before SVD'].values()) - 1:+.0%})")
+print("paper, VGG16 at fc6=1024, fc7=256: mAP 66.9 -> 66.6 (-0.3 points), 0.32 -> 0.22 s/image (Table 4)")
+losses = [base_map - r[3] for r in results[1:]]
+print(f"largest mAP drop over all settings: {max(losses):.3f}, at "
+      f"{','.join(f'{k}={v}' for k, v in results[1 + int(np.argmax(losses))][1].items())}")
+
+# %% [markdown]
+# The paper's finding has two parts; check each against the printed numbers.
+#
+# * **Speed.** The compression saves time in proportion to the share fc6 and fc7 had in the forward pass —
+#   section 3 measured it for our detector and section 4 for VGG16's sizes — and the time per image of a whole
+#   evaluation saves less than the forward alone, because it also loads images and runs NMS.
+# * **Accuracy.** The paper loses 0.3 points at ranks of a quarter of fc6's outputs and a sixteenth of fc7's. Compare
+#   our paper-like point (the star) with the grey band: a change inside it is not evidence of any loss on our small test
+#   split (and the band is generous for two detectors scored on the same images). Further down the curves the loss
+#   must come sooner or later; where each series leaves the band says how much rank each layer needs.
+#
+# Section 2 is the key to reading the curves: a rank that keeps only a small part of `‖W‖²_F` can still keep
+# much of what the layer does to real RoI features, when those features lean towards the leading singular
+# directions. The right-hand plot of section 2 shows how far that holds for each layer, and the mAP curves
+# show what the detector makes of it. If our paper-like point loses more than the paper's 0.3 points, section 2
+# also suggests why: the paper's ranks are the same fractions of the *outputs*, but what counts is the share of
+# the layer's action that a rank keeps, and a layer whose spectrum is nearly as flat as a random matrix's gives up
+# more of it at a given fraction than one whose singular values fall fast (we cannot check VGG16's trained spectrum
+# here: its random weights in section 4 only stand in for its shape).
+#
+# ## Try this next
+#
+# * The paper does not fine-tune after compressing ("further speed-ups are possible with smaller drops in mAP if one
+#   fine-tunes again after compression", Sec. 3.1). Compress, save (`minircnn.checkpoint.save_checkpoint`), and
+#   train a few hundred iterations from the compressed checkpoint: how much of the lost mAP comes back?
+# * Pick the rank from the data instead of the weights: for RoI features `X` of the training images, the best
+#   rank-t layer minimises `‖(W − W_t) X‖`, not `‖W − W_t‖` (a generalised SVD; Zhang et al. 2015 did this for
+#   VGG16's convs). Does it keep more mAP at rank 16?
+# * Set `set_blas_threads(0)` (all cores) and redo section 4: does the share of fc6 + fc7 change?
+# * `python benchmarks/bench_svd.py --factors random` times fc6 + fc7 of VGG16 size with more repetitions.
