@@ -37,9 +37,8 @@ import numpy as np
 
 from minircnn.checkpoint import load_checkpoint
 from minircnn.data import VOCDataset
-from minircnn.data.proposals import proposals_for_split
 from minircnn.evaluate import detect_image, format_table
-from minircnn.experiments import FAST, lesson_dataset, train_detector
+from minircnn.experiments import lesson_dataset, test_split_of, train_detector
 from minircnn.visualize import draw_boxes
 
 # %% [markdown]
@@ -94,7 +93,7 @@ print("files:", sorted(p.name for p in run.out.iterdir()))
 # %%
 ckpt = load_checkpoint(run.checkpoint)
 config = ckpt.config
-proposals = proposals_for_split(test_set, method=config.proposals, max_boxes=config.max_proposals)
+_, proposals = test_split_of(run)      # the test images' proposals, as the run evaluated them
 
 
 def detect(i):

@@ -34,9 +34,8 @@ import numpy as np
 
 from minircnn.boxes import iou
 from minircnn.checkpoint import load_checkpoint
-from minircnn.data import VOCDataset, prepare_image, warp_region
-from minircnn.data.proposals import proposals_for_split
-from minircnn.experiments import FAST, lesson_dataset, train_detector
+from minircnn.data import prepare_image, warp_region
+from minircnn.experiments import FAST, lesson_dataset, test_split_of, train_detector
 from minircnn.models import Classifier, softmax
 from minircnn.visualize import draw_boxes
 
@@ -53,8 +52,7 @@ root = lesson_dataset()
 run = train_detector("default", root)
 ckpt = load_checkpoint(run.checkpoint)
 detector, preprocessing, config = ckpt.model, ckpt.preprocessing, ckpt.config
-test_set = VOCDataset(root, config.test_split)
-proposals = proposals_for_split(test_set, method=config.proposals, max_boxes=config.max_proposals)
+test_set, proposals = test_split_of(run)      # the test images and their proposals, as the run evaluated them
 print(f"detector: {detector.spec.name} backbone, total stride {detector.backbone.stride}, RoI pool "
       f"{detector.spec.roi_size}x{detector.spec.roi_size}, {detector.num_classes} classes (background included)")
 

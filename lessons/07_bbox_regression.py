@@ -40,7 +40,7 @@ from minircnn.data import (VOCDataset, append_flipped, compute_targets, prepare_
                            unnormalize_deltas)
 from minircnn.data.proposals import proposals_for_split
 from minircnn.evaluate import detect_split, im_detect, score_detections
-from minircnn.experiments import FAST, lesson_dataset, train_detector
+from minircnn.experiments import FAST, lesson_dataset, test_split_of, train_detector
 from minircnn.visualize import draw_boxes
 
 rng = np.random.default_rng(0)
@@ -75,8 +75,7 @@ root = lesson_dataset()
 run = train_detector("default", root)
 ckpt = load_checkpoint(run.checkpoint)
 model, config, class_names = ckpt.model, ckpt.config, ckpt.class_names
-test_set = VOCDataset(root, config.test_split)
-proposals = proposals_for_split(test_set, method=config.proposals, max_boxes=config.max_proposals)
+test_set, proposals = test_split_of(run)      # the test images and their proposals, as the run evaluated them
 
 image, note = test_set.load_image(0), test_set.annotation(0)
 overlap = iou(proposals[0], note.boxes)

@@ -35,10 +35,9 @@ import numpy as np
 
 from minircnn.checkpoint import load_checkpoint
 from minircnn.config import set_blas_threads
-from minircnn.data import VOCDataset, image_pyramid, pyramid_rois
-from minircnn.data.proposals import proposals_for_split
+from minircnn.data import image_pyramid, pyramid_rois
 from minircnn.evaluate import detect_split, score_detections
-from minircnn.experiments import FAST, lesson_dataset, map_spread, train_detector
+from minircnn.experiments import FAST, lesson_dataset, map_spread, test_split_of, train_detector
 from minircnn.models import build_model, softmax
 from minircnn.svd import compress, factor_layers, truncated_svd
 
@@ -49,8 +48,7 @@ run = train_detector("default", root)    # the default detector of runs/lessons/
 ckpt = load_checkpoint(run.checkpoint)
 config = ckpt.config
 W6, W7 = (ckpt.model[name].params["weight"] for name in ("fc6", "fc7"))
-test_set = VOCDataset(root, config.test_split)
-proposals = proposals_for_split(test_set, method=config.proposals, max_boxes=config.max_proposals)
+test_set, proposals = test_split_of(run)      # the test images and their proposals, as the run evaluated them
 print(f"default detector: mAP {run.metrics['map']:.3f}; fc6 weight {W6.shape} (outputs x inputs), "
       f"fc7 weight {W7.shape}")
 

@@ -43,10 +43,9 @@ import numpy as np
 
 from minircnn.checkpoint import load_checkpoint
 from minircnn.config import set_blas_threads
-from minircnn.data import VOCDataset, pyramid_rois, scale_for
-from minircnn.data.proposals import proposals_for_split
+from minircnn.data import pyramid_rois, scale_for
 from minircnn.evaluate import im_detect, score_detections
-from minircnn.experiments import apply_protocol, lesson_dataset, map_spread, train_detector
+from minircnn.experiments import apply_protocol, lesson_dataset, map_spread, test_split_of, train_detector
 from minircnn.visualize import draw_boxes
 
 set_blas_threads(1)           # one BLAS thread: steadier timings on a busy machine (lesson 06)
@@ -55,8 +54,7 @@ root = lesson_dataset()       # data/shapes (generated on first use); a few imag
 run = train_detector("default", root)    # the default detector of runs/lessons/default (trained once, reused)
 default = load_checkpoint(run.checkpoint)
 config = default.config
-test_set = VOCDataset(root, config.test_split)
-proposals = proposals_for_split(test_set, method=config.proposals, max_boxes=config.max_proposals)
+test_set, proposals = test_split_of(run)      # the test images and their proposals, as the run evaluated them
 notes = [test_set.annotation(i) for i in range(len(test_set))]
 SINGLE = f"trained at {config.scales[0]}"      # the default run's training scale (288; 96 with MINIRCNN_FAST)
 print(f"default detector: trained at shorter side {config.scales} (longer side at most {config.max_size}), "

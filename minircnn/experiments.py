@@ -126,6 +126,22 @@ def training_minibatch(config, preprocessing, i: int = 0):
     return minibatch_at(i, roidb, ImageCache(train_set), train_set.num_classes, preprocessing, config)
 
 
+def test_split_of(run: Run, progress: bool = False):
+    """A run's test split and its proposals, as the run's own evaluation reads them (same method and cap).
+
+    Returns:
+        (dataset, proposals): the test :class:`~minircnn.data.VOCDataset` and a list of (n_i, 4) float32 boxes per
+        image.
+    """
+    from .data import VOCDataset
+    from .data.proposals import proposals_for_split
+    from .train import dataset_root
+    config = run.config
+    dataset = VOCDataset(dataset_root(config), config.test_split)
+    return dataset, proposals_for_split(dataset, method=config.proposals, max_boxes=config.max_proposals,
+                                        progress=progress)
+
+
 def detect_test_split(run: Run, bbox_reg: bool = True, progress: bool = False):
     """A finished run's detections on its test split, as its own evaluation makes them, optionally without box
     regression (every class's box is the proposal itself: paper Table 6).
@@ -135,17 +151,11 @@ def detect_test_split(run: Run, bbox_reg: bool = True, progress: bool = False):
         :func:`minircnn.evaluate.detect_split` (score them with :func:`minircnn.evaluate.score_detections`).
     """
     from .checkpoint import load_checkpoint
-    from .data import VOCDataset
-    from .data.proposals import proposals_for_split
     from .evaluate import detect_split
-    from .train import dataset_root
     ckpt = load_checkpoint(run.checkpoint)
-    config = ckpt.config
-    dataset = VOCDataset(dataset_root(config), config.test_split)
-    proposals = proposals_for_split(dataset, method=config.proposals, max_boxes=config.max_proposals,
-                                    progress=progress)
+    dataset, proposals = test_split_of(run._replace(config=ckpt.config), progress)
     return dataset, detect_split(ckpt.model, dataset, proposals, ckpt.bbox_means, ckpt.bbox_stds,
-                                 ckpt.preprocessing, config, progress=progress, bbox_reg=bbox_reg)
+                                 ckpt.preprocessing, ckpt.config, progress=progress, bbox_reg=bbox_reg)
 
 
 def map_spread(dataset, boxes, labels, scores, samples: int = 200, seed: int = 0) -> float:

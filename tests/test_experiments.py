@@ -135,3 +135,14 @@ def test_detect_test_split_scores_as_the_runs_own_evaluation(voc, runs):
     assert sum(len(b) for b in boxes) > 0
     for b, p in zip(boxes, proposals):
         assert {tuple(r) for r in b} <= {tuple(r) for r in p.astype(np.float32)}
+
+
+def test_test_split_of_gives_the_runs_test_images_and_proposals(voc, runs):
+    """test_split_of(run): the run's test split (its ids) and the proposals its evaluation used (the run's method:
+    here dense boxes, one array per test image)."""
+    from minircnn.data import VOCDataset, dense_boxes
+    run = experiments.train_detector("split", voc, evaluate=False, **SMALL)
+    dataset, proposals = experiments.test_split_of(run)
+    expected = VOCDataset(voc, "test")
+    assert list(dataset.ids) == list(expected.ids) and len(proposals) == len(expected)
+    np.testing.assert_array_equal(proposals[0], dense_boxes(expected.load_image(0).shape))
