@@ -165,6 +165,9 @@ def initial_model(config, num_classes):
             verify_checksum(arrays, str(path))
         except WeightsError as e:
             raise SystemExit(str(e)) from None
+        if "arch" in arrays and str(arrays["arch"]) != config.backbone:
+            raise SystemExit(f"{path}: ImageNet weights of {arrays['arch']}, but the config's backbone is "
+                             f"{config.backbone} (pick the matching --preset)")
     from_detector = "model_config" in arrays
     if from_detector:                      # a detector checkpoint of ours: start from its parameters
         architecture = json.loads(str(arrays["model_config"]))

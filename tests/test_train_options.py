@@ -88,3 +88,15 @@ def test_vgg16_from_random_weights_warns(capsys):
     train.initial_model(get_preset("vgg16_voc07").replace(weights="none"), 6)
     err = capsys.readouterr().err
     assert "vgg16 from random weights" in err and "minircnn.weights convert" in err
+
+
+def test_weights_of_another_architecture_name_both(tmp_path):
+    """Converted ImageNet weights say which network they are for; starting another backbone from them stops with
+    both names (before any shape check could give a less direct message)."""
+    from minircnn.data import PREPROCESSING_PRESETS
+    from minircnn.weights import save_weights
+    path = tmp_path / "vgg16_imagenet.npz"
+    save_weights(path, {"conv1_1.weight": np.zeros((2, 3, 3, 3), np.float32)}, PREPROCESSING_PRESETS["caffe_vgg16"],
+                 arch="vgg16", source="test")
+    with pytest.raises(SystemExit, match="weights of vgg16, but the config's backbone is tiny"):
+        train.initial_model(get_preset("tiny").replace(weights=str(path)), 6)

@@ -3,11 +3,16 @@
 Forward, for N images and R RoIs::
 
     images (N, 3, H, W) --convs--> features (N, C, H/16, W/16)
-    features, rois (R, 5) --roi_pool5--> (R, C, 7, 7) --fc6, relu6, drop6, fc7, relu7, drop7--> (R, fc_width)
+    features, rois (R, 5) --roi_pool5--> (R, C, r, r) --fc6, relu6, drop6, fc7, relu7, drop7--> (R, fc7 width)
         --cls_score--> scores (R, K+1)         class scores (softmax gives p, paper Sec. 2.3)
         --bbox_pred--> deltas (R, 4(K+1))      per-class box regression, class-major [4k + (dx, dy, dw, dh)]
 
-Loss (paper Eq. 1): ``L = L_cls(p, u) + lambda [u >= 1] L_loc(t^u, v)`` with lambda = 1. The backward is written
+with r the spec's RoI grid (7 for VGG16, 6 for CaffeNet and VGG_CNN_M_1024, 4 for the pretrained tiny detector) and
+the fc widths of the spec (``spec.fc_widths``: 4096, 4096 for VGG16; 4096, 1024 for VGG_CNN_M_1024). After
+:func:`minircnn.svd.compress`, fc6 and fc7 are each two layers (``fc6_L``, ``fc6_U``) with nothing between.
+
+Loss (paper Eq. 1): ``L = L_cls(p, u) + lambda [u >= 1] L_loc(t^u, v)``, lambda = 1 by default (the config's
+``bbox_loss_weight``). The backward is written
 out below in the reverse order of the forward; the only place two gradients meet is fc7's output, which feeds both
 heads, so their input gradients add.
 """
