@@ -66,6 +66,15 @@ def save_checkpoint(path, model, solver, config, class_names, bbox_means, bbox_s
     atomic_save_npz(path, **arrays)
 
 
+def detector_state(data: dict):
+    """The detector inside a checkpoint's arrays (as ``np.load`` gives them): its architecture (``model_config``,
+    :attr:`FastRCNN.config`), its parameters by name (the ``param/<name>`` arrays) and its
+    :class:`~minircnn.data.transforms.Preprocessing`."""
+    return (json.loads(str(data["model_config"])),
+            {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")},
+            Preprocessing.from_dict(json.loads(str(data["preprocessing"]))))
+
+
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` and rebuild its model (on the host, float32).
 
@@ -83,11 +92,10 @@ def load_checkpoint(path) -> Checkpoint:
                "iteration"} - set(data)
     if missing:
         raise ValueError(f"{path} is not a minircnn training checkpoint: it lacks {sorted(missing)}")
-    model = FastRCNN.from_config(json.loads(str(data["model_config"])), init=False)
-    model.load_state_dict({k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")},
-                          source=str(path))
+    architecture, params, preprocessing = detector_state(data)
+    model = FastRCNN.from_config(architecture, init=False)
+    model.load_state_dict(params, source=str(path))
     solver_state = {k[len("solver/"):]: v for k, v in data.items() if k.startswith("solver/")}
     return Checkpoint(model, solver_state, int(data["iteration"]), int(data["rng/seed"]),
                       TrainConfig.from_dict(json.loads(str(data["config"]))),
-                      tuple(str(c) for c in data["class_names"]), data["bbox_means"], data["bbox_stds"],
-                      Preprocessing.from_dict(json.loads(str(data["preprocessing"]))))
+                      tuple(str(c) for c in data["class_names"]), data["bbox_means"], data["bbox_stds"], preprocessing)

@@ -10,8 +10,8 @@ A lesson that compares training choices (which layers to fine-tune, lambda, how 
     print(full.metrics["map"], cls_only.metrics["map"])
 
 Each run goes through :func:`minircnn.train.train` (the same code as the command line) into
-``runs/lessons/<tag>/`` of the repository; when that folder already holds the metrics of the same resolved config, the run is read back
-instead of repeated. With ``MINIRCNN_FAST=1`` (CI) the dataset is a handful of generated images in a temporary folder
+``runs/lessons/<tag>/`` of the repository; when that folder already holds the metrics of the same resolved config,
+the run is read back instead of repeated. With ``MINIRCNN_FAST=1`` (CI) the dataset is a handful of generated images in a temporary folder
 and every run is a few iterations from scratch at a small scale: every line executes, no number means anything.
 """
 from __future__ import annotations
@@ -108,8 +108,8 @@ def training_minibatch(config, preprocessing, i: int = 0):
 
     Args:
         config: a :class:`~minircnn.config.TrainConfig` (e.g. ``Run.config``).
-        preprocessing: the model's pixel convention (:func:`minircnn.train.initial_model` returns it; a checkpoint
-            holds it).
+        preprocessing: the model's pixel convention (:func:`minircnn.initialization.initial_model` returns it; a
+            checkpoint holds it).
         i: the iteration.
 
     Returns:

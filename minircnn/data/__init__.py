@@ -3,7 +3,7 @@ the roidb with regression targets, and the hierarchical mini-batch sampler.
 
 The pipeline, stage by stage (each module is one stage)::
 
-    voc.py / shapes.py   images, ground-truth boxes, labels, difficult flags
+    voc.py / shapes.py   images, ground-truth boxes, labels, difficult flags (statistics.py: summary numbers)
     proposals.py         candidate boxes per image (selective search, dense boxes, or a proposal file)
     roidb.py             ground truth + proposals, their overlaps, normalised regression targets
     transforms.py        scaling, flipping, preprocessing, batching into a blob
@@ -22,4 +22,5 @@ from .transforms import (CAFFE_VGG16, PLAIN, PREPROCESSING_PRESETS, TORCHVISION,
                          flip_image, image_pyramid, images_to_blob, prepare_image, pyramid_rois, resize_bilinear,
                          scale_for, scaled_size, warp_region)
 from .selective_search import selective_search
+from .statistics import split_statistics
 from .voc import VOC_CLASS_NAMES, VOCAnnotation, VOCAnnotationWarning, VOCDataset, VOCFormatError, VOCItem

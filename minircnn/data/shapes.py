@@ -37,9 +37,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..io import atomic_directory
+from .statistics import split_statistics
 
 __all__ = ["CLASS_NAMES", "ShapesImage", "shape_mask", "render_shapes_image", "generate_shapes_dataset", "ensure_shapes_dataset",
-           "default_shapes_root", "shapes_statistics"]
+           "default_shapes_root"]
 
 CLASS_NAMES = ("ellipse", "rectangle", "triangle", "diamond", "cross")
 GENERATOR_VERSION = 1  # bump whenever the output changes: existing datasets are then regenerated
@@ -352,36 +353,6 @@ def ensure_shapes_dataset(root=None, seed: int = 0, *, trainval: int = SPLITS["t
     return root
 
 
-# ------------------------------------------------------------------------------------------------------ statistics
-def shapes_statistics(root, split: str) -> dict:
-    """Summary numbers of a split read back through :class:`~minircnn.data.voc.VOCDataset` (no image decoding).
-
-    Returns:
-        dict with ``images``, ``objects``, ``objects_per_image`` (min, mean, max), ``per_class`` counts,
-        ``box_size`` (min, median, max of ``sqrt(w * h)`` in px), ``difficult``, ``at_border`` (boxes touching the
-        image border: truncated shapes), ``images_with_overlap`` (some pair of boxes intersects) and
-        ``image_sides`` (min, max).
-    """
-    from ..boxes import iou
-    from .voc import VOCDataset
-    ds = VOCDataset(root, split)
-    anns = ds.annotations()
-    counts = np.array([len(a.boxes) for a in anns])
-    boxes = np.concatenate([a.boxes for a in anns])
-    labels = np.concatenate([a.labels for a in anns])
-    sides = np.sqrt((boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1))
-    border = sum(int(((a.boxes[:, :2] == 0) | (a.boxes[:, 2:] == (a.width - 1, a.height - 1))).any(1).sum())
-                 for a in anns)
-    overlap = sum(int((np.triu(iou(a.boxes, a.boxes), 1) > 0).any()) for a in anns)
-    return {"images": len(anns), "objects": int(counts.sum()),
-            "objects_per_image": (int(counts.min()), round(float(counts.mean()), 2), int(counts.max())),
-            "per_class": {name: int((labels == k + 1).sum()) for k, name in enumerate(ds.class_names)},
-            "box_size": tuple(round(float(q), 1) for q in np.percentile(sides, [0, 50, 100])),
-            "difficult": int(sum(a.difficult.sum() for a in anns)), "at_border": border,
-            "images_with_overlap": overlap,
-            "image_sides": (min(min(a.height, a.width) for a in anns), max(max(a.height, a.width) for a in anns))}
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m minircnn.data.shapes",
@@ -399,7 +370,7 @@ def main(argv=None):
     root = ensure_shapes_dataset(args.out, args.seed, trainval=args.trainval, test=args.test)
     print(f"{root}: ready in {time.perf_counter() - start:.1f} s, classes {', '.join(CLASS_NAMES)}")
     for split in SPLITS:
-        print(f"  {split}: {shapes_statistics(root, split)}")
+        print(f"  {split}: {split_statistics(root, split)}")
 
 
 if __name__ == "__main__":

@@ -44,8 +44,6 @@ import numpy as np
 from ..nn import LRN, Conv2d, MaxPool2d, ReLU, Sequential, he_normal_
 
 FC_LAYERS = ("fc6", "fc7", "cls_score", "bbox_pred")   # layers above the convs that ``frozen`` may also name
-CONV_DEFAULTS = (3, 1, 1, 1)        # kernel, stride, pad, groups of a short ``(name, out)`` conv entry
-POOL_DEFAULTS = (2, 2, 0)           # kernel, stride, pad of a pool given by its conv's name alone
 LRN_DEFAULTS = (5, 1e-4, 0.75, 1.0)   # local_size, alpha, beta, k (CaffeNet's)
 
 
@@ -66,6 +64,10 @@ class PoolLayer(NamedTuple):
     kernel: int = 2
     stride: int = 2
     pad: int = 0
+
+
+CONV_DEFAULTS = tuple(ConvLayer._field_defaults.values())   # kernel, stride, pad, groups of a short (name, out) entry
+POOL_DEFAULTS = tuple(PoolLayer._field_defaults.values())   # kernel, stride, pad of a pool named by its conv alone
 
 
 def _canonical(values: tuple, defaults: tuple) -> tuple:
