@@ -61,6 +61,9 @@ class TrainConfig:
         seed: every random draw of the run derives from it (see :mod:`minircnn.train`).
         checkpoint_every: write ``checkpoint.npz`` every this many iterations (and at the end).
         blas_threads: BLAS threads (0: one per core; 1 by default, see :func:`set_blas_threads`).
+        dropout: drop probability after relu6 and relu7; None: the backbone's own (0.5, the paper's).
+        roi_size: the RoI pool grid of a detector made from a classifier; None: the classifier's pool5 grid (the
+            paper's transformation 1). Another size resizes fc6's weights to it (:func:`minircnn.models.resize_fc6`).
     """
     preset: str = "tiny"
     backbone: str = "tiny"
@@ -96,6 +99,8 @@ class TrainConfig:
     seed: int = 3
     checkpoint_every: int = 200
     blas_threads: int = 1
+    dropout: float | None = None
+    roi_size: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "scales", tuple(int(s) for s in self.scales))
@@ -110,6 +115,10 @@ class TrainConfig:
             raise ValueError("bbox_loss_weight and train_images must be >= 0")
         if self.backbone not in BACKBONE_NAMES:
             raise ValueError(f"backbone must be one of {', '.join(BACKBONE_NAMES)}, got {self.backbone!r}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.roi_size is not None and self.roi_size < 1:
+            raise ValueError(f"roi_size must be >= 1, got {self.roi_size!r}")
         if self.iters < 1 or self.checkpoint_every < 1:
             raise ValueError("iters and checkpoint_every must be >= 1")
         from .data.proposal_files import is_proposal_file

@@ -45,7 +45,7 @@ from .boxes import clip_boxes, decode
 from .config import set_blas_threads
 from .data import VOCDataset, ensure_shapes_dataset, image_pyramid, pyramid_rois, unnormalize_deltas
 from .data.proposals import proposals_for_split
-from .evaluation import eval_detection_voc, precision_recall
+from .evaluation import eval_detection_coco_style, eval_detection_voc, precision_recall
 from .io import atomic_write_text
 from .protocols import PROTOCOLS, make_protocol
 from .svd import compress, parse_ranks
@@ -85,9 +85,14 @@ def im_detect(model, image, proposals, means, stds, preprocessing, scales, max_s
     probs, deltas = model.predict(blob, pyramid_rois(proposals, factors, canonical_size))
     probs = asnumpy(probs).astype(np.float32, copy=False)
     if not bbox_reg:
-        return probs, np.repeat(proposals[:, None, :], k1, axis=1)
+        return probs, proposal_boxes(proposals, k1)
     boxes = clip_boxes(decode(proposals, unnormalize_deltas(asnumpy(deltas), means, stds)), image.shape)
     return probs, boxes.reshape(len(proposals), k1, 4).astype(np.float32, copy=False)
+
+
+def proposal_boxes(proposals, num_classes):
+    """(P, 4) proposals as every class's box, (P, num_classes, 4): the boxes without test-time regression."""
+    return np.repeat(np.asarray(proposals, np.float32).reshape(-1, 1, 4), num_classes, axis=1)
 
 
 def detect_image(model, image, proposals, means, stds, preprocessing, scale, max_size, score_thresh=0.05,
@@ -118,12 +123,29 @@ def detect_images(model, load_image, proposals, means, stds, preprocessing, conf
     Returns:
         lists (boxes, labels, scores), one entry per image.
     """
-    chosen = make_protocol(config.protocol, model.num_classes, len(proposals), config.score_thresh,
-                           config.nms_thresh, config.max_per_image)
+    return detect_images_both(model, load_image, proposals, means, stds, preprocessing, config, (bbox_reg,),
+                              progress, desc)[bbox_reg]
+
+
+def detect_images_both(model, load_image, proposals, means, stds, preprocessing, config, bbox_reg=(True, False),
+                       progress=True, desc="detecting"):
+    """:func:`detect_images` with and without test-time box regression, from one pass of the network per image.
+
+    Returns:
+        dict ``{setting: (boxes, labels, scores)}`` for each setting of ``bbox_reg`` (True: regressed boxes; False:
+        every class's box is the proposal, paper Table 6).
+    """
+    chosen = {reg: make_protocol(config.protocol, model.num_classes, len(proposals), config.score_thresh,
+                                 config.nms_thresh, config.max_per_image) for reg in bbox_reg}
     for i in tqdm(range(len(proposals)), desc=desc, unit="img", disable=not progress):
-        chosen.add(*im_detect(model, load_image(i), proposals[i], means, stds, preprocessing,
-                              config.test_scales or config.test_scale, config.test_max_size, bbox_reg))
-    return chosen.results()
+        image = load_image(i)
+        probs, boxes = im_detect(model, image, proposals[i], means, stds, preprocessing,
+                                 config.test_scales or config.test_scale, config.test_max_size, any(bbox_reg))
+        for reg in bbox_reg:
+            own = boxes if reg else proposal_boxes(clip_boxes(np.asarray(proposals[i], np.float32).reshape(-1, 4),
+                                                              image.shape), model.num_classes)
+            chosen[reg].add(probs, own)
+    return {reg: protocol.results() for reg, protocol in chosen.items()}
 
 
 def detect_split(model, dataset, proposals, means, stds, preprocessing, config, progress=True, bbox_reg=True):
@@ -133,25 +155,45 @@ def detect_split(model, dataset, proposals, means, stds, preprocessing, config, 
 
 
 def score_detections(dataset, boxes, labels, scores, class_names):
-    """VOC07 AP of the detections against the split's ground truth.
+    """VOC07 AP of the detections against the split's ground truth, and how well they are localised.
 
     Returns:
-        metrics: dict with ``map`` (difficult objects ignored, the VOC protocol), ``ap`` {class name: AP},
+        metrics: dict with ``map`` (VOC07 11-point mAP at IoU 0.5, difficult objects ignored: the VOC protocol),
+            ``ap`` {class name: AP}, ``map_70`` (the same at IoU 0.7), ``map_coco`` (COCO-style: the area AP
+            averaged over IoU 0.50:0.05:0.95, :func:`~minircnn.evaluation.eval_detection_coco_style`),
             ``map_all_objects`` (difficult objects counted like the others), ``metric`` ``"voc07"``, ``images``.
         curves: (precision, recall) lists per class id, for :func:`~minircnn.visualize.plot_precision_recall_curves`.
     """
     notes = [dataset.annotation(i) for i in range(len(dataset))]
+    found = (boxes, labels, scores)
     gt = ([a.boxes for a in notes], [a.labels for a in notes])
+    difficult = [a.difficult for a in notes]
     k1 = len(class_names) + 1
-    voc = eval_detection_voc(boxes, labels, scores, *gt, [a.difficult for a in notes], num_classes=k1)
-    everything = eval_detection_voc(boxes, labels, scores, *gt, None, num_classes=k1)
-    curves = precision_recall(boxes, labels, scores, *gt, [a.difficult for a in notes], num_classes=k1)
+    voc = eval_detection_voc(*found, *gt, difficult, num_classes=k1)
+    strict = eval_detection_voc(*found, *gt, difficult, iou_thresh=0.7, num_classes=k1)
+    coco = eval_detection_coco_style(*found, *gt, difficult, num_classes=k1)
+    everything = eval_detection_voc(*found, *gt, None, num_classes=k1)
+    curves = precision_recall(*found, *gt, difficult, num_classes=k1)
     ap = {name: (None if np.isnan(voc["ap"][k + 1]) else float(voc["ap"][k + 1]))
           for k, name in enumerate(class_names)}
     metrics = {"map": float(voc["map"]), "ap": ap, "metric": "voc07", "iou_thresh": 0.5,
+               "map_70": float(strict["map"]), "map_coco": float(coco["map"]),
                "map_all_objects": float(everything["map"]), "images": len(dataset),
                "detections": int(sum(len(b) for b in boxes))}
     return metrics, curves
+
+
+def score_both(dataset, found, class_names):
+    """:func:`score_detections` of :func:`detect_images_both`'s results: the metrics with regression, with the
+    mAPs without it under ``metrics["without_bbox_reg"]`` (``map``, ``map_70``, ``map_coco``); and the curves."""
+    metrics, curves = score_detections(dataset, *found[True], class_names)
+    if False in found:
+        plain, _ = score_detections(dataset, *found[False], class_names)
+        metrics["without_bbox_reg"] = {key: plain[key] for key in LOCALISATION_KEYS}
+    return metrics, curves
+
+
+LOCALISATION_KEYS = ("map", "map_70", "map_coco")
 
 
 def write_results(out, metrics, curves, class_names):
@@ -173,13 +215,20 @@ def write_results(out, metrics, curves, class_names):
 
 
 def format_table(metrics) -> str:
-    """The per-class AP table printed by the command."""
-    width = max([len(n) for n in metrics["ap"]] + [5])
+    """The per-class AP table printed by the commands, then mAP at IoU 0.5 and 0.7 and COCO-style AP (with and
+    without test-time box regression when ``metrics`` holds both)."""
+    width = max([len(n) for n in metrics["ap"]] + [13])
     lines = [f"{'class':<{width}}  AP"]
     for name, ap in metrics["ap"].items():
         lines.append(f"{name:<{width}}  {'  n/a' if ap is None else f'{ap:.3f}'}")
-    lines.append(f"{'mAP':<{width}}  {metrics['map']:.3f}   (VOC07 11-point, difficult ignored; "
+    lines.append(f"{'mAP':<{width}}  {metrics['map']:.3f}   (VOC07 11-point at IoU 0.5, difficult ignored; "
                  f"all objects counted: {metrics['map_all_objects']:.3f})")
+    if "map_70" in metrics:
+        plain = metrics.get("without_bbox_reg")
+        lines.append("")
+        lines.append(f"{'':<{width}}  {'box reg.':>8}" + (f"  {'without':>8}" if plain else ""))
+        for key, label in (("map", "mAP@0.5"), ("map_70", "mAP@0.7"), ("map_coco", "AP@[.5:.95]")):
+            lines.append(f"{label:<{width}}  {metrics[key]:8.3f}" + (f"  {plain[key]:8.3f}" if plain else ""))
     return "\n".join(lines)
 
 
@@ -259,10 +308,14 @@ def main(argv=None):
                          f"{list(ckpt.class_names)}")
     proposals = proposals_for_split(dataset, method=config.proposals, max_boxes=config.max_proposals)
     start = time.perf_counter()
-    found = detect_split(model, dataset, proposals, ckpt.bbox_means, ckpt.bbox_stds, ckpt.preprocessing, config,
-                         bbox_reg=not args.no_bbox_reg)
+    settings = (False,) if args.no_bbox_reg else (True, False)
+    found = detect_images_both(model, dataset.load_image, proposals, ckpt.bbox_means, ckpt.bbox_stds,
+                               ckpt.preprocessing, config, settings, desc=f"detecting on {dataset.split}")
     seconds = time.perf_counter() - start
-    metrics, curves = score_detections(dataset, *found, ckpt.class_names)
+    if args.no_bbox_reg:
+        metrics, curves = score_detections(dataset, *found[False], ckpt.class_names)
+    else:
+        metrics, curves = score_both(dataset, found, ckpt.class_names)
     metrics.update(checkpoint=str(args.checkpoint), split=dataset.split, iteration=ckpt.iteration,
                    seconds_per_image=seconds / max(len(dataset), 1), protocol=config.protocol,
                    test_scales=list(config.test_scales or (config.test_scale,)), test_max_size=config.test_max_size,

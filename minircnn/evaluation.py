@@ -112,11 +112,13 @@ def _match_image(pb, pl, ps, gb, gl, gd, iou_thresh):
         iou_thresh: minimum IoU for a match.
 
     Returns:
-        (P,) int8 outcomes in the input order of the detections.
+        outcomes: (P,) int8 in the input order of the detections.
+        matched: (P,) int64, the ground-truth box each true positive found (-1 for the other detections).
     """
     out = np.full(len(pb), _FP, dtype=np.int8)
+    matched = np.full(len(pb), -1, dtype=np.int64)
     if len(pb) == 0 or len(gb) == 0:
-        return out
+        return out, matched
     ov = iou(pb, gb)
     ov[pl[:, None] != gl[None, :]] = -1.0         # a detection only competes for boxes of its own class
     best = ov.argmax(axis=1)                      # first ground truth on ties, as the devkit's strict '>' scan
@@ -130,7 +132,29 @@ def _match_image(pb, pl, ps, gb, gl, gd, iou_thresh):
     cand = cand[np.argsort(-ps[cand], kind="stable")]
     _, first = np.unique(best[cand], return_index=True)
     out[cand[first]] = _TP
-    return out
+    matched[cand[first]] = best[cand[first]]
+    return out, matched
+
+
+def match_detections(boxes, labels, scores, gt_boxes, gt_labels, gt_difficult=None, iou_thresh=0.5):
+    """Which detections of one image are right, by the VOC devkit's rules, and which objects they found.
+
+    Args:
+        boxes: (P, 4) float detections ``(x1, y1, x2, y2)``. labels: (P,) int in 1..K. scores: (P,) float.
+        gt_boxes: (G, 4) float. gt_labels: (G,) int. gt_difficult: (G,) bool, or None (none difficult).
+        iou_thresh: minimum IoU with a ground-truth box of the same class.
+
+    Returns:
+        correct: (P,) bool, the true positives (the best-scored detection of an object, IoU >= iou_thresh).
+        ignored: (P,) bool, detections of difficult objects (neither right nor wrong for the devkit).
+        found: (G,) bool, the objects some true positive matched.
+    """
+    pb, pl, ps, gb, gl, gd = next(_images([boxes], [labels], [scores], [gt_boxes], [gt_labels],
+                                          None if gt_difficult is None else [gt_difficult], None))
+    outcomes, matched = _match_image(pb, pl, ps, gb, gl, gd, iou_thresh)
+    found = np.zeros(len(gb), bool)
+    found[matched[matched >= 0]] = True
+    return outcomes == _TP, outcomes == _IGNORED, found
 
 
 def _accumulate(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels, gt_difficult, iou_thresh, num_classes):
@@ -144,7 +168,7 @@ def _accumulate(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels, gt_di
     max_label = 0
     for pb, pl, ps, gb, gl, gd in _images(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels,
                                           gt_difficult, num_classes):
-        outcomes.append(_match_image(pb, pl, ps, gb, gl, gd, iou_thresh))
+        outcomes.append(_match_image(pb, pl, ps, gb, gl, gd, iou_thresh)[0])
         labels.append(pl)
         scores.append(ps)
         max_label = max(max_label, int(pl.max(initial=0)), int(gl.max(initial=0)))

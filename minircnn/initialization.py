@@ -34,7 +34,7 @@ def initial_model(config, num_classes):
                   f"first loss is far above ln(K+1) and lr {config.base_lr} diverges within a few steps; the paper "
                   "starts from ImageNet weights (python -m minircnn.weights convert, README 'Using ImageNet weights')",
                   file=sys.stderr)
-        return build_model(config.backbone, num_classes, seed=config.seed), preprocessing
+        return build_model(config.backbone, num_classes, seed=config.seed, **_head_overrides(config)), preprocessing
     if config.weights == "pretrained":
         from .pretrain import ensure_pretrained
         path = ensure_pretrained()
@@ -66,14 +66,15 @@ def initial_model(config, num_classes):
             if classifier.spec.name != config.backbone:
                 raise SystemExit(f"{path}: a {classifier.spec.name} classifier, but the config's backbone is "
                                  f"{config.backbone}")
-            return from_classifier(classifier, num_classes, seed=config.seed), preprocessing
+            return (from_classifier(classifier, num_classes, seed=config.seed, roi_size=config.roi_size,
+                                    dropout=config.dropout), preprocessing)
         if from_detector:                  # its own architecture: a tiny detector made from the pretrained
             if architecture["spec"]["name"] != config.backbone:      # classifier pools RoIs to 4x4, not 7x7
                 raise SystemExit(f"{path}: a {architecture['spec']['name']} detector, but the config's backbone "
                                  f"is {config.backbone}")
             model = FastRCNN.from_config({**architecture, "num_classes": num_classes}, seed=config.seed)
         else:
-            model = build_model(config.backbone, num_classes, seed=config.seed)
+            model = build_model(config.backbone, num_classes, seed=config.seed, **_head_overrides(config))
         # transformation 2 (Sec. 2.2): an ImageNet classifier's last layer (fc8) gives way to the two new heads;
         # a detector's heads are kept unless they were made for another number of classes
         own = {p.name: p.value.shape for p in model.parameters()}
@@ -86,6 +87,12 @@ def initial_model(config, num_classes):
         return model, preprocessing
     except StateDictError as e:
         raise SystemExit(str(e)) from None
+
+
+def _head_overrides(config) -> dict:
+    """The config's RoI grid and dropout as backbone-spec overrides (only those it sets)."""
+    return {key: value for key, value in (("roi_size", config.roi_size), ("dropout", config.dropout))
+            if value is not None}
 
 
 def apply_frozen(model, names):

@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,6 +61,7 @@ class PretrainConfig:
     warmup: int = 50             # the rate rises linearly over the first steps: from scratch, 0.01 at once diverges
     stepsize: int = 1000
     seed: int = 0
+    slices: int = 2              # each batch goes through the convs as 2 slices in parallel threads (2 cores used)
     version: int = 2             # bump when the generator changes
 
 
@@ -188,6 +190,17 @@ def cache_path(config, root=None) -> Path:
     return Path(root) / "pretrained" / f"tiny_{digest}.npz"
 
 
+def _step(model, solver, config, it, images, labels, running):
+    """One SGD step of iteration ``it`` (the rate warms up linearly); returns the running mean of the loss."""
+    solver.base_lr = config.base_lr * min(1.0, (it + 1) / config.warmup)
+    loss = model.loss(model.forward(images, slices=config.slices), labels)
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"pretraining loss became {loss} at iteration {it}")
+    model.backward()
+    solver.step()
+    return loss if running is None else 0.95 * running + 0.05 * loss
+
+
 def pretrain(config=PretrainConfig(), out=None, progress=True):
     """Train the tiny classifier on the stand-in and save it to ``out`` (an .npz); returns the path.
 
@@ -200,16 +213,15 @@ def pretrain(config=PretrainConfig(), out=None, progress=True):
     solver = SGD(model.parameters(), base_lr=config.base_lr, stepsize=config.stepsize)
     bar = tqdm(range(config.iters), desc="pretraining the tiny backbone", disable=not progress)
     running = None
-    for it in bar:
-        solver.base_lr = config.base_lr * min(1.0, (it + 1) / config.warmup)
-        images, labels = make_batch(config, it)
-        loss = model.loss(model.forward(images), labels)
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"pretraining loss became {loss} at iteration {it}")
-        model.backward()
-        solver.step()
-        running = loss if running is None else 0.95 * running + 0.05 * loss
-        bar.set_postfix(loss=f"{running:.3f}")
+    # batch b is a pure function of (seed, b): a second thread draws the next one while this one computes
+    with ThreadPoolExecutor(max_workers=1) as prefetch:
+        upcoming = prefetch.submit(make_batch, config, 0)
+        for it in bar:
+            images, labels = upcoming.result()
+            if it + 1 < config.iters:
+                upcoming = prefetch.submit(make_batch, config, it + 1)
+            running = _step(model, solver, config, it, images, labels, running)
+            bar.set_postfix(loss=f"{running:.3f}")
     held_out = [make_batch(config, 10 ** 6 + i) for i in range(4)]            # batches never trained on
     correct = sum(int((model.predict(x).argmax(1) == y).sum()) for x, y in held_out)
     accuracy = correct / sum(len(y) for _, y in held_out)

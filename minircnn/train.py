@@ -34,7 +34,8 @@ OVERRIDES = {"data": "data", "train_split": "train_split", "test_split": "test_s
              "seed": "seed", "checkpoint_every": "checkpoint_every", "weights": "weights", "scale": None,
              "lr": "base_lr", "stepsize": "stepsize", "proposals": "proposals", "threads": "blas_threads",
              "frozen": "frozen", "bbox_loss_weight": "bbox_loss_weight", "train_images": "train_images",
-             "scales": "scales", "test_scales": "test_scales", "max_size": None, "protocol": "protocol"}
+             "scales": "scales", "test_scales": "test_scales", "max_size": None, "protocol": "protocol",
+             "dropout": "dropout", "roi_size": "roi_size"}
 
 
 def parse_args(argv=None):
@@ -98,6 +99,10 @@ def parse_args(argv=None):
                                                  "(e.g. conv1,conv2,conv3,conv4,conv5; '' for none)")
     p.add_argument("--bbox-loss-weight", type=float, help="lambda of the multi-task loss (0: classification only)"
                    + preset_default("bbox_loss_weight"))
+    p.add_argument("--dropout", type=float, help="drop probability after relu6 and relu7 (the paper's models: 0.5)"
+                   + preset_default("dropout"))
+    p.add_argument("--roi-size", type=int, help="RoI pool grid; for a detector made from a classifier, fc6 is "
+                   "resized from the classifier's grid (default: the classifier's)" + preset_default("roi_size"))
     p.add_argument("--train-images", type=int, help="train on a random subset of this many images (0: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
@@ -212,19 +217,30 @@ def plot_losses(rows, path):
     plt.close(fig)
 
 
-def plot_detections(dataset, detections, class_names, path, count=4):
+def plot_detections(dataset, detections, class_names, path, count=6):
+    """``detections.png``: the first ``count`` test images, each as its ground truth beside the detections scoring
+    at least 0.5, right ones green, wrong ones red, missed objects orange
+    (:func:`minircnn.visualize.draw_ground_truth_and_detections`)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .visualize import draw_boxes
+    from .visualize import MISSED, RIGHT, WRONG, draw_ground_truth_and_detections
     count = min(count, len(dataset))
-    fig, axes = plt.subplots(1, count, figsize=(4 * count, 4), squeeze=False)
-    for i, ax in enumerate(axes[0]):
-        boxes, labels, scores = (d[i] for d in detections)
-        draw_boxes(dataset.load_image(i), boxes, labels, scores, class_names, ax=ax, score_thresh=0.5)
+    cols = 2 if count > 1 else 1                              # images per row, each taking two panels
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(7 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat:
         ax.set_axis_off()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    for i in range(count):
+        note = dataset.annotation(i)
+        boxes, labels, scores = (d[i] for d in detections)
+        r, c = divmod(i, cols)
+        draw_ground_truth_and_detections(dataset.load_image(i), note.boxes, note.labels, boxes, labels, scores,
+                                         class_names, axes=axes[r, 2 * c:2 * c + 2], gt_difficult=note.difficult)
+    fig.suptitle(f"left: ground truth ({RIGHT}: found, {MISSED}: missed); right: detections with score >= 0.5 "
+                 f"({RIGHT}: right, {WRONG}: wrong)", fontsize=10)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -341,17 +357,18 @@ def train(config, out, device="cpu", resume=False, evaluate=True, progress=True,
 def evaluate_run(model, config, root, means, stds, preprocessing, class_names, out, progress=True):
     from .data import VOCDataset
     from .data.proposals import proposals_for_split
-    from .evaluate import detect_split, format_table, score_detections, write_results
+    from .evaluate import detect_images_both, format_table, score_both, write_results
     test_set = VOCDataset(root, config.test_split)
     proposals = proposals_for_split(test_set, method=config.proposals, max_boxes=config.max_proposals,
                                     progress=progress)
     tic = time.perf_counter()
-    found = detect_split(model, test_set, proposals, means, stds, preprocessing, config, progress)
-    metrics, curves = score_detections(test_set, *found, class_names)
-    metrics.update(split=config.test_split, iteration=config.iters,
-                   seconds_per_image=(time.perf_counter() - tic) / max(len(test_set), 1))
+    found = detect_images_both(model, test_set.load_image, proposals, means, stds, preprocessing, config,
+                               progress=progress, desc=f"detecting on {test_set.split}")
+    seconds = time.perf_counter() - tic
+    metrics, curves = score_both(test_set, found, class_names)
+    metrics.update(split=config.test_split, iteration=config.iters, seconds_per_image=seconds / max(len(test_set), 1))
     write_results(out, metrics, curves, class_names)
-    plot_detections(test_set, found, class_names, out / "detections.png")
+    plot_detections(test_set, found[True], class_names, out / "detections.png")
     print(format_table(metrics))
     print(f"mAP {metrics['map']:.3f} on {config.test_split} ({len(test_set)} images) -> {out / 'metrics.json'}")
     return metrics

@@ -13,7 +13,7 @@ import numpy as np
 
 from .backend import asnumpy
 
-__all__ = ["draw_boxes", "plot_precision_recall", "plot_precision_recall_curves"]
+__all__ = ["draw_boxes", "draw_ground_truth_and_detections", "plot_precision_recall", "plot_precision_recall_curves"]
 
 
 def _new_axes(figsize=None):
@@ -105,6 +105,56 @@ def draw_boxes(image, boxes, labels=None, scores=None, class_names=None, ax=None
     ax.set_axis_off()
     return ax
 
+
+
+RIGHT, WRONG, MISSED = "limegreen", "red", "orange"      # what the colours of draw_ground_truth_and_detections mean
+
+
+def draw_ground_truth_and_detections(image, gt_boxes, gt_labels, boxes, labels, scores, class_names=None, axes=None,
+                                     gt_difficult=None, score_thresh=0.5, iou_thresh=0.5):
+    """One image twice, side by side: its ground truth, and the detections scoring at least ``score_thresh``, each
+    judged like the VOC devkit (:func:`minircnn.evaluation.match_detections`).
+
+    Left, the objects: green when a shown detection found them, orange (dashed) when none did. Right, the
+    detections: green when right (IoU >= ``iou_thresh`` with an object of the same class not found by a better
+    detection), red when wrong (wrong class, poorly placed, or a duplicate), grey for a difficult object's.
+
+    Args:
+        image: (H, W, 3) RGB array.
+        gt_boxes: (G, 4) float, gt_labels: (G,) int: the annotation. gt_difficult: (G,) bool or None.
+        boxes: (D, 4) float, labels: (D,) int, scores: (D,) float: the detections (all of them; only those at or
+            above ``score_thresh`` are drawn and judged).
+        class_names: foreground names (id k is ``class_names[k - 1]``).
+        axes: two matplotlib Axes (ground truth, detections); None makes a new figure.
+        score_thresh, iou_thresh: what is shown, and what counts as right.
+
+    Returns:
+        dict with ``right``, ``wrong``, ``missed`` (counts among the shown detections and the non-difficult
+        objects).
+    """
+    from .evaluation import match_detections
+    if axes is None:
+        import matplotlib.pyplot as plt
+        _, axes = plt.subplots(1, 2, figsize=(8, 4))
+    scores = np.asarray(asnumpy(scores), dtype=np.float64).reshape(-1)
+    shown = scores >= score_thresh
+    boxes = np.asarray(asnumpy(boxes), dtype=np.float64).reshape(-1, 4)[shown]
+    labels, scores = np.asarray(asnumpy(labels)).reshape(-1)[shown], scores[shown]
+    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    gt_labels = np.asarray(gt_labels).reshape(-1)
+    difficult = np.zeros(len(gt_boxes), bool) if gt_difficult is None else np.asarray(gt_difficult, bool)
+    correct, ignored, found = match_detections(boxes, labels, scores, gt_boxes, gt_labels, difficult, iou_thresh)
+    missed = ~found & ~difficult
+    for keep, colour, style in ((found | difficult, RIGHT, "-"), (missed, MISSED, "--")):
+        draw_boxes(image, gt_boxes[keep], gt_labels[keep], None, class_names, ax=axes[0], color=colour,
+                   linestyle=style)
+    for keep, colour in ((correct, RIGHT), (~correct & ~ignored, WRONG), (ignored, "grey")):
+        draw_boxes(image, boxes[keep], labels[keep], scores[keep], class_names, ax=axes[1], color=colour)
+    counts = {"right": int(correct.sum()), "wrong": int((~correct & ~ignored).sum()), "missed": int(missed.sum())}
+    axes[0].set_title(f"ground truth: {len(gt_boxes)} objects, {counts['missed']} missed", fontsize=9)
+    axes[1].set_title(f"detections >= {score_thresh:g}: {counts['right']} right, {counts['wrong']} wrong",
+                      fontsize=9)
+    return counts
 
 def plot_precision_recall(recall, precision, ax=None, label=None, ap=None, envelope=True):
     """Plot one precision-recall curve (e.g. an entry of :func:`minircnn.evaluation.precision_recall`).

@@ -162,3 +162,40 @@ def test_bad_test_time_flags_name_the_flag(trained, capsys):
         evaluate.main(["--checkpoint", str(ckpt), "--data", str(root), "--svd", "fc6=600"])
     with pytest.raises(SystemExit, match=r"--svd: 'bbox_pred' is not an fc layer"):
         detect.main(["--checkpoint", str(ckpt), "x.png", "--svd", "bbox_pred=2"])
+
+
+def test_evaluate_reports_localisation_with_and_without_box_regression(trained, tmp_path, capsys):
+    """evaluate prints and saves mAP@0.5, mAP@0.7 and COCO-style AP, with test-time regression and without it (the
+    same network outputs, each class's box replaced by the proposal), and the 'without' numbers are those of a run
+    with --no-bbox-reg."""
+    root, ckpt = trained
+    metrics = evaluate.main(["--checkpoint", str(ckpt), "--data", str(root), "--out", str(tmp_path / "both")])
+    printed = capsys.readouterr().out
+    for label in ("mAP@0.5", "mAP@0.7", "AP@[.5:.95]", "box reg.", "without"):
+        assert label in printed
+    plain = evaluate.main(["--checkpoint", str(ckpt), "--data", str(root), "--out", str(tmp_path / "plain"),
+                           "--no-bbox-reg"])
+    assert "without_bbox_reg" not in plain
+    for key in ("map", "map_70", "map_coco"):
+        assert metrics["without_bbox_reg"][key] == plain[key]
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["map_70"] <= metrics["map"]
+    saved = json.loads((tmp_path / "both" / "metrics.json").read_text())
+    assert saved["without_bbox_reg"] == metrics["without_bbox_reg"]
+
+
+def test_detect_images_both_equals_two_separate_runs():
+    """One network pass per image gives both settings: each equals detect_images with that setting alone."""
+    model = tiny_model()
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (80, 100, 3), dtype=np.uint8) for _ in range(2)]
+    props = [np.array([[10, 10, 49, 49], [0, 5, 70, 60], [30, 20, 99, 79]], np.float32)] * 2
+    means, stds = np.tile([0.25, 0.0, 0.0, 0.0], (3, 1)), np.full((3, 4), 0.5)
+    config = train.get_preset("tiny").replace(test_scale=80, test_max_size=200, score_thresh=0.0)
+    both = evaluate.detect_images_both(model, images.__getitem__, props, means, stds, PLAIN, config, progress=False)
+    for reg in (True, False):
+        alone = evaluate.detect_images(model, images.__getitem__, props, means, stds, PLAIN, config, bbox_reg=reg,
+                                       progress=False)
+        for mine, theirs in zip(both[reg], alone):
+            for a, b in zip(mine, theirs):
+                np.testing.assert_array_equal(a, b)

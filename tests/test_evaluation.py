@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from minircnn.evaluation import COCO_IOUS, eval_detection_coco_style, eval_detection_voc, precision_recall, voc_ap
+from minircnn.evaluation import (COCO_IOUS, eval_detection_coco_style, eval_detection_voc, match_detections,
+                                 precision_recall, voc_ap)
 
 
 def box(x1, y1, x2, y2):
@@ -250,3 +251,22 @@ def test_coco_style_reads_generators_once_and_matches_voc_per_threshold():
         assert m == pytest.approx(eval_detection_voc(*example, iou_thresh=t, use_07_metric=False)["map"])
     with pytest.raises(ValueError, match="at least one"):
         eval_detection_coco_style(*example, iou_threshs=())
+
+
+def test_match_detections_one_image_by_hand():
+    """Objects: A class 1 at (0, 0, 9, 9), B class 2 at (20, 20, 29, 29), C class 1 difficult at (40, 0, 49, 9).
+    Detections: d0 class 1 on A (IoU 1) right; d1 class 1 on A again, lower score: a duplicate, wrong; d2 class 1 on
+    B's place: wrong class, wrong; d3 class 1 on C: ignored (difficult); d4 class 2 at (20, 20, 29, 34), IoU with B
+    100/150 = 0.667: right at 0.5, wrong at 0.7. Found: A and B at 0.5, only A at 0.7 (C is never 'found')."""
+    gt = np.array([[0, 0, 9, 9], [20, 20, 29, 29], [40, 0, 49, 9]], float)
+    gl, gd = np.array([1, 2, 1]), np.array([False, False, True])
+    boxes = np.array([[0, 0, 9, 9], [0, 0, 9, 9], [20, 20, 29, 29], [40, 0, 49, 9], [20, 20, 29, 34]], float)
+    labels, scores = np.array([1, 1, 1, 1, 2]), np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    correct, ignored, found = match_detections(boxes, labels, scores, gt, gl, gd)
+    assert correct.tolist() == [True, False, False, False, True]
+    assert ignored.tolist() == [False, False, False, True, False]
+    assert found.tolist() == [True, True, False]
+    correct, _, found = match_detections(boxes, labels, scores, gt, gl, gd, iou_thresh=0.7)
+    assert correct.tolist() == [True, False, False, False, False] and found.tolist() == [True, False, False]
+    correct, ignored, found = match_detections(np.zeros((0, 4)), [], [], gt, gl)
+    assert correct.shape == ignored.shape == (0,) and found.tolist() == [False, False, False]

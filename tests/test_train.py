@@ -230,3 +230,29 @@ def test_a_config_saved_before_the_test_fields_still_loads():
         get_preset("tiny").replace(protocol="voc")
     with pytest.raises(ValueError, match="test_scales"):
         get_preset("tiny").replace(test_scales=(0,))
+
+
+def test_dropout_and_roi_size_flags_reach_the_model(tiny_voc, tmp_path):
+    """--dropout and --roi-size land in the config and in the detector the run trains (its RoI pool grid, fc6's
+    input width and the dropout layers); out-of-range values are refused with the field's name."""
+    run("--data", tiny_voc, "--out", tmp_path, "--iters", 1, "--weights", "none", "--scale", 64, "--no-eval",
+        "--proposals", "dense", "--dropout", 0.25, "--roi-size", 3)
+    from minircnn.checkpoint import load_checkpoint
+    ckpt = load_checkpoint(tmp_path / "checkpoint.npz")
+    assert (ckpt.config.dropout, ckpt.config.roi_size) == (0.25, 3)
+    model = ckpt.model
+    assert model.roi_pool5.output_size == (3, 3) and model.spec.dropout == 0.25
+    assert model.fc6.params["weight"].shape[1] == model.spec.out_channels * 9
+    with pytest.raises(ValueError, match="dropout"):
+        get_preset("tiny").replace(dropout=1.0)
+    with pytest.raises(ValueError, match="roi_size"):
+        get_preset("tiny").replace(roi_size=0)
+
+
+def test_a_config_saved_before_dropout_and_roi_size_reads_them_as_the_model_s_own():
+    """Checkpoints written before the dropout and roi_size fields existed read back with None: the detector keeps
+    the architecture the checkpoint itself stores (a 4x4 grid and dropout 0.5 for the old default)."""
+    old = get_preset("tiny").to_dict()
+    del old["dropout"], old["roi_size"]
+    config = TrainConfig.from_dict(old)
+    assert (config.dropout, config.roi_size) == (None, None)

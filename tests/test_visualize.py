@@ -9,7 +9,8 @@ import pytest  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from minircnn.evaluation import eval_detection_voc, precision_recall  # noqa: E402
-from minircnn.visualize import draw_boxes, plot_precision_recall, plot_precision_recall_curves  # noqa: E402
+from minircnn.visualize import (MISSED, RIGHT, WRONG, draw_boxes, draw_ground_truth_and_detections,  # noqa: E402
+                                plot_precision_recall, plot_precision_recall_curves)
 
 
 @pytest.fixture(autouse=True)
@@ -101,3 +102,21 @@ def test_drawing_more_boxes_keeps_the_image_view():
     limits = (ax.get_xlim(), ax.get_ylim())
     draw_boxes(None, np.array([[20, 10, 25, 15]], dtype=np.float32), ax=ax)
     assert (ax.get_xlim(), ax.get_ylim()) == limits
+
+
+def test_ground_truth_beside_detections_colours_right_wrong_missed():
+    """Two objects (class 1 at (0, 0, 9, 9), class 2 at (20, 20, 29, 29)); detections: class 1 on the first (right,
+    green), class 1 on the second (wrong class, red), and one below the score threshold (not drawn). The second
+    object is missed: orange and dashed on the left."""
+    _, axes = plt.subplots(1, 2)
+    counts = draw_ground_truth_and_detections(
+        np.zeros((40, 40, 3), np.uint8), [[0, 0, 9, 9], [20, 20, 29, 29]], [1, 2],
+        [[0, 0, 9, 9], [20, 20, 29, 29], [0, 0, 30, 30]], [1, 1, 2], [0.9, 0.8, 0.3], ["disc", "bar"], axes=axes)
+    assert counts == {"right": 1, "wrong": 1, "missed": 1}
+    left, right = rectangles(axes[0]), rectangles(axes[1])
+    assert [matplotlib.colors.to_hex(p.get_edgecolor()) for p in left] == [
+        matplotlib.colors.to_hex(RIGHT), matplotlib.colors.to_hex(MISSED)]
+    assert [p.get_linestyle() for p in left] == ["-", "--"]
+    assert [matplotlib.colors.to_hex(p.get_edgecolor()) for p in right] == [
+        matplotlib.colors.to_hex(RIGHT), matplotlib.colors.to_hex(WRONG)]
+    assert "1 missed" in axes[0].get_title() and "1 right, 1 wrong" in axes[1].get_title()

@@ -3,12 +3,14 @@ the roidb with regression targets, and the hierarchical mini-batch sampler.
 
 The pipeline, stage by stage (each module is one stage)::
 
-    voc.py / shapes.py   images, ground-truth boxes, labels, difficult flags (statistics.py: summary numbers)
+    voc.py / shapes.py   images, ground-truth boxes, labels, difficult flags (statistics.py: summary numbers;
+                         photos.py: a second generated set, small objects on real photographs)
     proposals.py         candidate boxes per image (selective search, dense boxes, or a proposal file)
     roidb.py             ground truth + proposals, their overlaps, normalised regression targets
     transforms.py        scaling, flipping, preprocessing, batching into a blob
     sampler.py           N images x R/N RoIs per SGD step, 25% foreground
 """
+from .photos import PHOTO_CLASS_NAMES, generate_photos_dataset
 from .proposals import METHODS as PROPOSAL_METHODS
 from .proposals import (compute_proposals, dense_boxes, load_proposals, load_proposals_mat, proposal_recall,
                         proposals_for_split, save_proposals)

@@ -33,11 +33,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
-
 from ..io import atomic_directory
 from .statistics import split_statistics
+from .voc_writer import write_generated_dataset
 
 __all__ = ["CLASS_NAMES", "ShapesImage", "shape_mask", "render_shapes_image", "generate_shapes_dataset", "ensure_shapes_dataset",
            "default_shapes_root"]
@@ -54,9 +52,7 @@ MIN_UNOCCLUDED = 0.6  # every shape keeps this fraction of its in-image pixels v
 DIFFICULT_BELOW = 14  # px: a box with sqrt(w * h) below this is marked difficult
 MIN_CONTRAST = 60.0  # minimum RGB distance between a shape's colour and the mean background under it
 NOISE_SIGMA = (3.0, 10.0)  # per-image standard deviation of the Gaussian pixel noise, uniform in this range
-JPEG_QUALITY = 90
 MANIFEST = "shapes.json"
-_SPLIT_KEYS = {"trainval": 0, "test": 1}
 
 
 class ShapesImage(NamedTuple):
@@ -241,21 +237,6 @@ def render_shapes_image(rng) -> ShapesImage:
 
 
 # ---------------------------------------------------------------------------------------------------------- writing
-def _annotation_xml(image_id, item: ShapesImage) -> str:
-    """The VOC XML of one image (1-based inclusive coordinates, like the devkit's files)."""
-    height, width = item.image.shape[:2]
-    objects = "".join(
-        f"\t<object>\n\t\t<name>{CLASS_NAMES[label - 1]}</name>\n\t\t<pose>Unspecified</pose>\n"
-        f"\t\t<truncated>{int(trunc)}</truncated>\n\t\t<difficult>{int(diff)}</difficult>\n\t\t<bndbox>\n"
-        + "".join(f"\t\t\t<{tag}>{int(c) + 1}</{tag}>\n" for tag, c in zip(("xmin", "ymin", "xmax", "ymax"), box))
-        + "\t\t</bndbox>\n\t</object>\n"
-        for box, label, diff, trunc in zip(item.boxes, item.labels, item.difficult, item.truncated))
-    return (f"<annotation>\n\t<folder>shapes</folder>\n\t<filename>{image_id}.jpg</filename>\n"
-            f"\t<source>\n\t\t<database>minircnn shapes</database>\n\t</source>\n"
-            f"\t<size>\n\t\t<width>{width}</width>\n\t\t<height>{height}</height>\n\t\t<depth>3</depth>\n\t</size>\n"
-            f"\t<segmented>0</segmented>\n{objects}</annotation>\n")
-
-
 def _manifest(seed, trainval, test):
     return {"generator": "minircnn.data.shapes", "version": GENERATOR_VERSION, "seed": int(seed),
             "trainval": int(trainval), "test": int(test), "classes": list(CLASS_NAMES)}
@@ -285,31 +266,10 @@ def generate_shapes_dataset(out, seed: int = 0, trainval: int = SPLITS["trainval
     Returns:
         ``Path(out)``.
     """
-    out = Path(out)
-    if trainval < 1 or test < 1:
-        raise ValueError(f"need at least one image per split, got trainval={trainval}, test={test}")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty; generate into a new folder")
-    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=trainval + test, desc=f"shapes dataset (seed {seed})", unit="img", disable=not progress)
-    next_id = 0
-    for split, count in (("trainval", trainval), ("test", test)):
-        ids = []
-        for i in range(count):
-            item = render_shapes_image(np.random.default_rng([int(seed), _SPLIT_KEYS[split], i]))
-            image_id = f"{next_id:06d}"
-            next_id += 1
-            # Fixed quality and subsampling, no EXIF/ICC: the bytes depend on the pixels only.
-            Image.fromarray(item.image).save(out / "JPEGImages" / f"{image_id}.jpg", format="JPEG",
-                                             quality=JPEG_QUALITY, subsampling="4:2:0", optimize=False)
-            (out / "Annotations" / f"{image_id}.xml").write_text(_annotation_xml(image_id, item), encoding="utf-8")
-            ids.append(image_id)
-            bar.update()
-        (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{x}\n" for x in ids), encoding="utf-8")
-    bar.close()
+    out = write_generated_dataset(out, seed, {"trainval": trainval, "test": test},
+                                  lambda rng, split, i: render_shapes_image(rng), CLASS_NAMES, "shapes",
+                                  (MANIFEST, _manifest(seed, trainval, test)), progress)
     (out / "classes.txt").write_text("".join(f"{name}\n" for name in CLASS_NAMES), encoding="utf-8")
-    (out / MANIFEST).write_text(json.dumps(_manifest(seed, trainval, test), indent=2) + "\n", encoding="utf-8")
     return out
 
 

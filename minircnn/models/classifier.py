@@ -81,14 +81,15 @@ class Classifier(Network):
         return cls(BackboneSpec.from_dict(config["spec"]), config["num_classes"], input_size=config["input_size"],
                    pool_kernel=config["pool_kernel"], seed=seed, dtype=dtype, init=init)
 
-    def forward(self, images, train: bool = True):
-        """Class scores (N, M) of (N, 3, input_size, input_size) images (before the softmax)."""
+    def forward(self, images, train: bool = True, slices: int = 1):
+        """Class scores (N, M) of (N, 3, input_size, input_size) images (before the softmax); the convs run the
+        batch in ``slices`` parallel slices (:meth:`~minircnn.nn.Sequential.forward`)."""
         images = self.xp.asarray(images, dtype=self.dtype)
         if images.ndim != 4 or images.shape[2:] != (self.input_size, self.input_size):
             raise ValueError(f"the classifier takes (N, {self.spec.in_channels}, {self.input_size}, "
                              f"{self.input_size}) images (fc6 is sized for them), got {tuple(images.shape)}")
         plan_backward(self.top, plan_backward(self.backbone.layers))
-        x = self.backbone.forward(images, train=train)
+        x = self.backbone.forward(images, train=train, slices=slices)
         for layer in self.top:
             x = layer.forward(x, train=train)
         return x
@@ -121,13 +122,44 @@ def build_classifier(name: str, num_classes: int, seed: int = 0, dtype=np.float3
                       seed=seed, dtype=dtype, init=init)
 
 
-def from_classifier(classifier: Classifier, num_classes: int, seed: int = 0) -> FastRCNN:
+def resize_fc6(weight, channels: int, grid: int, roi_size: int):
+    """fc6's weights for a ``roi_size`` x ``roi_size`` RoI grid, from weights trained on a ``grid`` x ``grid`` one.
+
+    fc6 sees its input as ``channels`` maps of ``grid x grid`` cells. Each output's weights are resampled as such
+    maps (bilinear, cell centres aligned, :func:`skimage.transform.resize`) and scaled by ``(grid / roi_size)**2``:
+    a finer grid puts about ``(roi_size / grid)**2`` cells where one was, holding about the same max-pooled values,
+    so the scaling keeps fc6's outputs where pretraining left them.
+
+    Args:
+        weight: (out, channels * grid * grid) array, fc6's weight in :class:`~minircnn.nn.Linear`'s layout.
+        channels, grid: the input layout it was trained for.
+        roi_size: the new grid.
+
+    Returns:
+        (out, channels * roi_size * roi_size) array of the same dtype.
+    """
+    from skimage.transform import resize
+    out = weight.shape[0]
+    if weight.shape != (out, channels * grid * grid):
+        raise ValueError(f"fc6 weight of shape {weight.shape} does not fit {channels} channels of {grid}x{grid}")
+    maps = np.asarray(weight, dtype=np.float64).reshape(out * channels, grid, grid).transpose(1, 2, 0)
+    resized = resize(maps, (roi_size, roi_size), order=1, mode="edge", anti_aliasing=False)
+    resized = resized.transpose(2, 0, 1).reshape(out, channels * roi_size * roi_size)
+    return (resized * (grid / roi_size) ** 2).astype(weight.dtype)
+
+
+def from_classifier(classifier: Classifier, num_classes: int, seed: int = 0, roi_size: int | None = None,
+                    dropout: float | None = None) -> FastRCNN:
     """The paper's three transformations (Sec. 2.2): a pretrained classifier becomes a Fast R-CNN detector.
 
     Args:
         classifier: the pretrained :class:`Classifier` (left unchanged).
         num_classes: the detector's classes including background, K + 1.
         seed: seeds the new heads' Gaussian initialisation and the detector's dropout masks.
+        roi_size: the RoI grid; None: pool5's output grid (the paper's rule). Another size keeps the convs and fc7
+            and resamples fc6's weights to the new grid (:func:`resize_fc6`): our classifier is pretrained on
+            64-pixel crops (a 4x4 grid), and a 7x7 grid of the same RoI sees its object in finer cells.
+        dropout: drop probability of drop6 and drop7; None: the spec's.
 
     Returns:
         A :class:`~minircnn.models.fast_rcnn.FastRCNN` on the classifier's device and dtype, with the classifier's
@@ -135,10 +167,14 @@ def from_classifier(classifier: Classifier, num_classes: int, seed: int = 0) -> 
     """
     # 1. The last max pool becomes a RoI pool with pool5's output grid, so fc6 sees inputs of the size it was
     #    trained on: the RoI pool divides each RoI into grid x grid bins wherever it lies and however large it is.
-    spec = classifier.spec.with_overrides(roi_size=classifier.grid)
+    roi_size = classifier.grid if roi_size is None else int(roi_size)
+    changes = {} if dropout is None else {"dropout": float(dropout)}
+    spec = classifier.spec.with_overrides(roi_size=roi_size, **changes)
     detector = FastRCNN(spec, num_classes, seed=seed, dtype=classifier.dtype, init=False)
     pretrained = classifier.state_dict()
     kept = {name: value for name, value in pretrained.items() if not name.startswith("fc8.")}
+    if roi_size != classifier.grid:
+        kept["fc6.weight"] = resize_fc6(kept["fc6.weight"], spec.out_channels, classifier.grid, roi_size)
     missing, _ = detector.load_state_dict(kept, strict=False, source="the classifier")
     assert set(missing) == {f"{head.name}.{key}" for head in detector.heads for key in head.params}, missing
 

@@ -193,7 +193,9 @@ class FastRCNN(Network):
         Args:
             images: (N, 3, H, W) the preprocessed image blob (moved to the model's device and dtype if needed).
             rois: (R, 5) ``(batch_index, x1, y1, x2, y2)`` in blob pixels, 0-based inclusive corners.
-            train: training mode (dropout on, caches kept for :meth:`backward`); False for inference.
+            train: training mode (dropout on, caches kept for :meth:`backward`); False for inference. On the CPU a
+                training forward runs each image through the convs in its own thread (one slice per image, so the
+                numbers do not depend on the number of cores).
 
         Returns:
             scores: (R, K+1), class scores before the softmax.
@@ -202,7 +204,9 @@ class FastRCNN(Network):
         xp = self.xp
         images = xp.asarray(images, dtype=self.dtype)
         self._plan_backward()
-        features = self.backbone.forward(images, train=train)
+        # training on the CPU: each image of the blob goes through the convs in its own thread (Sequential.forward)
+        slices = images.shape[0] if train and xp is np else 1
+        features = self.backbone.forward(images, train=train, slices=slices)
         return self.head_forward(features, xp.asarray(rois), train=train)
 
     def head_forward(self, features, rois, train: bool = True):

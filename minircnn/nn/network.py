@@ -7,6 +7,9 @@ move to the GPU and back.
 """
 from __future__ import annotations
 
+import copy
+import os
+
 import numpy as np
 
 from ..backend import asnumpy, get_array_module, to_device
@@ -42,29 +45,92 @@ def plan_backward(layers, upstream_trainable: bool = False) -> bool:
 class Sequential:
     """A chain of single-input layers, run in order forward and in reverse backward.
 
+    A batch can go through the chain in slices along N, each slice in its own thread (:meth:`forward`'s ``slices``):
+    NumPy releases the GIL inside BLAS and in most element-wise loops, so the slices of a training step use the
+    cores a single BLAS thread leaves idle. Each slice runs through its own shallow copy of the layers (same
+    parameter arrays, own caches and gradients; a layer's ``cache`` holds its slices' caches until the backward, which
+    consumes them); the backward adds the slices' parameter gradients in slice order.
+    The result depends on the number of slices (by float32 rounding: a sum over N becomes a sum of partial sums),
+    never on the number of threads or on which finishes first.
+
     Args:
         layers: modules in forward order.
     """
 
     def __init__(self, layers):
         self.layers = list(layers)
+        self._replicas = None                 # the slices' layer copies between a sliced forward and its backward
 
-    def forward(self, x, train: bool = True):
-        """x -> the last layer's output (every layer keeps its cache if ``train`` and it will run a backward)."""
-        for layer in self.layers:
-            x = layer.forward(x, train=train)
-        return x
+    def forward(self, x, train: bool = True, slices: int = 1):
+        """x -> the last layer's output (every layer keeps its cache if ``train`` and it will run a backward).
+
+        Args:
+            x: (N, ...) input.
+            train: training mode.
+            slices: run the batch in this many slices along N (at most N), in parallel threads; 1: as one batch.
+        """
+        self._replicas = None
+        slices = min(int(slices), x.shape[0])
+        if slices <= 1:
+            for layer in self.layers:
+                x = layer.forward(x, train=train)
+            return x
+        xp = get_array_module(x)
+        bounds = np.linspace(0, x.shape[0], slices + 1).astype(int)
+        replicas = [[copy.copy(layer) for layer in self.layers] for _ in range(slices)]
+        for chain in replicas:
+            for layer in chain:
+                layer.grads, layer.cache = {}, None
+
+        def run(chain, part):
+            for layer in chain:
+                part = layer.forward(part, train=train)
+            return part
+
+        outputs = list(_pool().map(run, replicas, [x[a:b] for a, b in zip(bounds[:-1], bounds[1:])]))
+        for i, layer in enumerate(self.layers):       # a layer's cache: its slices' caches (None if none kept)
+            caches = tuple(chain[i].cache for chain in replicas)
+            layer.cache = None if all(c is None for c in caches) else caches
+        if train:
+            self._replicas = (replicas, bounds)
+        return xp.concatenate(outputs, axis=0)
 
     def backward(self, dy):
         """The chain's backward: from the gradient of its output to that of its input (None when not needed).
 
-        Stops as soon as no gradient flows further back (before the first trainable layer).
+        Stops as soon as no gradient flows further back (before the first trainable layer). After a sliced
+        forward, each slice runs its own backward (in parallel) and each layer's gradients are the slices' sums.
         """
+        if self._replicas is not None:
+            return self._sliced_backward(dy)
         for layer in reversed(self.layers):
             if dy is None:
                 break
             dy = layer.backward(dy)
         return dy
+
+    def _sliced_backward(self, dy):
+        (replicas, bounds), self._replicas = self._replicas, None
+        if dy is None:
+            for layer in self.layers:
+                layer.cache = None
+            return None
+        xp = get_array_module(dy)
+        parts = [dy[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+        def run(chain, d):
+            for layer in reversed(chain):
+                if d is None:
+                    break
+                d = layer.backward(d)
+            return d
+
+        dxs = list(_pool().map(run, replicas, parts))
+        for i, layer in enumerate(self.layers):
+            grads = [chain[i].grads for chain in replicas]
+            layer.grads = {key: _sum([g[key] for g in grads]) for key in grads[0]}
+            layer.cache = None
+        return None if dxs[0] is None else xp.concatenate(dxs, axis=0)
 
     def output_shape(self, input_shape: tuple) -> tuple:
         """The output shape for an input of ``input_shape``, e.g. VGG16's conv5_3 for a 600x800 image: 38x50."""
@@ -81,6 +147,26 @@ class Sequential:
         for layer in self.layers:
             s *= getattr(layer, "stride", 1)
         return s
+
+
+def _sum(arrays):
+    """arrays[0] + arrays[1] + ..., left to right (the slices' order), into the first."""
+    total = arrays[0]
+    for a in arrays[1:]:
+        total += a
+    return total
+
+
+_POOL = None
+
+
+def _pool():
+    """The threads that run a sliced batch: one per core (created on first use, shared, kept for the process)."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="minircnn-slice")
+    return _POOL
 
 
 class Network:

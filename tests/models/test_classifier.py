@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minircnn.gradcheck import GRAD_RTOL, numerical_gradient, rel_error
-from minircnn.models import build_classifier, from_classifier
+from minircnn.models import build_classifier, from_classifier, resize_fc6
 
 NARROW = dict(channels=(2, 3, 4, 4, 4), roi_size=2, fc_width=8)
 
@@ -79,3 +79,34 @@ def test_the_whole_crop_roi_reproduces_the_classifier():
     rois = np.array([[0, 0, 0, 48, 48], [1, 0, 0, 48, 48]], np.float32)
     scores, _ = detector.forward(images, rois, train=False)
     np.testing.assert_array_equal(scores, net.forward(images, train=False))
+
+
+def test_resize_fc6_keeps_a_constant_input_s_output():
+    """A 2x2 grid's constant weight map v resized to 4x4 is v / 4 in every cell (bilinear keeps a constant, the
+    factor (2/4)^2 keeps the sum), so fc6's output on a constant RoI feature is unchanged."""
+    weight = np.zeros((2, 3 * 2 * 2), np.float32)
+    weight[0] = 8.0                                     # output 0: every cell of every channel 8
+    weight[1, 4:8] = [4.0, 4.0, 4.0, 4.0]               # output 1: channel 1 only, 4 in each of its 4 cells
+    resized = resize_fc6(weight, channels=3, grid=2, roi_size=4)
+    assert resized.shape == (2, 3 * 4 * 4) and resized.dtype == np.float32
+    np.testing.assert_allclose(resized[0], 2.0)
+    np.testing.assert_allclose(resized[1, 16:32], 1.0)
+    np.testing.assert_allclose(resized[1, :16], 0.0)
+    np.testing.assert_allclose(resized[1, 32:], 0.0)
+    x_coarse, x_fine = np.full(12, 0.5, np.float32), np.full(48, 0.5, np.float32)
+    np.testing.assert_allclose(resized @ x_fine, weight @ x_coarse, rtol=1e-6)
+    np.testing.assert_array_equal(resize_fc6(weight, 3, 2, 2), weight)        # same grid: unchanged
+    with pytest.raises(ValueError, match="does not fit 3 channels of 3x3"):
+        resize_fc6(weight, channels=3, grid=3, roi_size=4)
+
+
+def test_from_classifier_with_another_grid_and_dropout():
+    """roi_size 4 on a classifier whose pool5 grid is 2: the RoI pool is 4x4, fc6 is resize_fc6 of the classifier's
+    (the other layers are copied), and dropout is the one asked for."""
+    net = classifier(num_classes=3)
+    detector = from_classifier(net, num_classes=3, roi_size=4, dropout=0.0)
+    assert detector.roi_pool5.output_size == (4, 4) and detector.spec.dropout == 0.0
+    np.testing.assert_array_equal(detector.fc6.params["weight"], resize_fc6(net.fc6.params["weight"], 4, 2, 4))
+    np.testing.assert_array_equal(detector.fc7.params["weight"], net.fc7.params["weight"])
+    np.testing.assert_array_equal(detector.backbone.layers[0].params["weight"], net.backbone.layers[0].params["weight"])
+    assert from_classifier(net, num_classes=3).spec.dropout == net.spec.dropout == 0.5

@@ -239,3 +239,31 @@ def test_to_gpu_and_back(cupy):
     net.to("cpu")
     for name, value in net.state_dict().items():
         np.testing.assert_array_equal(value, state[name])
+
+
+def test_sequential_in_slices_equals_one_batch():
+    """Three images in two slices (1 + 2, each in its own thread): the output and dx are the one-batch ones, each
+    parameter gradient is the sum of the slices' (equal up to rounding), a frozen conv gets no gradient, a layer's
+    cache holds its slices' caches and the backward consumes them. The slices share the layers' parameter arrays."""
+    rng = np.random.default_rng(3)
+
+    def chain():
+        return Sequential([conv("conv1", 2, 3, seed=1), ReLU("relu1"), MaxPool2d("pool1", 2, 2),
+                           conv("conv2", 3, 4, seed=2), ReLU("relu2")])
+
+    whole, sliced = chain(), chain()
+    for net in (whole, sliced):
+        net.layers[3].frozen = True
+        plan_backward(net.layers, upstream_trainable=True)          # as if a trainable layer lay before: dx needed
+    x = rng.standard_normal((3, 2, 8, 10))
+    y = whole.forward(x)
+    y_sliced = sliced.forward(x, slices=2)
+    np.testing.assert_allclose(y_sliced, y, rtol=1e-12)
+    assert len(sliced.layers[0].cache) == 2
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(sliced.backward(dy), whole.backward(dy), rtol=1e-12)
+    assert sliced.layers[3].grads == {} and all(layer.cache is None for layer in sliced.layers)
+    for key in ("weight", "bias"):
+        np.testing.assert_allclose(sliced.layers[0].grads[key], whole.layers[0].grads[key], rtol=1e-12)
+    assert sliced.layers[0].params["weight"] is not whole.layers[0].params["weight"]
+    assert sliced.forward(x[:1], slices=4).shape == (1, 4, 4, 5)      # never more slices than images
