@@ -33,17 +33,17 @@ if str(REPO) not in sys.path:  # runnable from a checkout without `pip install -
 
 from minircnn.config import get_preset  # noqa: E402
 
-# the recipe before this study (lr 0.005, dropout 0.5, the classifier's 4x4 RoI grid, 1200 iterations)
-OLD = dict(base_lr=0.005, dropout=None, roi_size=None, iters=1200, stepsize=900)
+# the recipe before this study: lr 0.005, dropout 0.5, the classifier's own 4x4 RoI grid, 1200 iterations
+OLD = dict(base_lr=0.005, dropout=0.5, roi_size=4, iters=1200, stepsize=900)
 
-#: name -> changes to the tiny preset
+#: name -> changes to the tiny preset (lr 0.01, no dropout, 7x7 grid, 3000 iterations, step at 2250)
 CANDIDATES = {
     "old": OLD,
-    "old_2400": {**OLD, "iters": 2400, "stepsize": 1800},
-    "lr0.01_dropout0_grid4_2400": dict(roi_size=None),
-    "default": {},
+    "grid4_2400": dict(roi_size=4, iters=2400, stepsize=1800),
+    "grid7_2400": dict(iters=2400, stepsize=1800),
     "scale416_1200": dict(scales=(416,), max_size=693, test_scale=416, test_max_size=693, iters=1200,
                           stepsize=900),
+    "default": {},
 }
 
 

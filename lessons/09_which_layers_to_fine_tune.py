@@ -164,7 +164,7 @@ print(f"{'  predicted (mult-adds)':28s}" + "".join(f"{predicted[n] / predicted['
 #
 # ## 3. Train the three detectors
 #
-# Each run is the tiny preset (1200 SGD steps of two images and 128 RoIs) with only `frozen` changed. The full
+# Each run is the tiny preset (3000 SGD steps of two images and 128 RoIs) with only `frozen` changed. The full
 # model's run is the tag `"default"`, shared with the other lessons. A finished run is read back from
 # `runs/lessons/<tag>/`; a missing one trains (a few minutes each on a laptop CPU). With `MINIRCNN_FAST=1` each run
 # is a few steps from scratch on a few images: every line executes, no number means anything.
@@ -247,7 +247,7 @@ for text, a, b, paper in (("conv3..conv5 fine-tuned too (conv3 and up - fc6 and 
 #   for this task. The same holds for the whole conv stack in "fc6 and up".
 # * *Depth.* With one conv per stage, "conv3 and up" here trains 3 of 5 convs; the paper's "conv3_1 and up" trains
 #   9 of 13, and its four frozen layers all lie below the second pooling.
-# * *Length.* 1200 steps may be too few for the fc layers alone to make up for frozen features, or for the lowest
+# * *Length.* 3000 steps may be too few for the fc layers alone to make up for frozen features, or for the lowest
 #   layers to change much when they are free.
 #
 # What carries over whatever the numbers: freezing changes only the backward, so it changes training time and never

@@ -251,7 +251,7 @@ for text, diff, paper in (
 # Section 3 tells how much there was to find. Every column with box regression can beat its counterpart without
 # only by as much as the regressors move the boxes: if the box loss fell little in training and the mean IoU of
 # the regressed proposals barely rose, then (c) − (a) and (d) − (b) must be small, and (d) − (c) compares two
-# regressors that both did little. Our runs are short (1200 steps, against the paper's 40 000), and a regressor
+# regressors that both did little. Our runs are short (3000 steps, against the paper's 40 000), and a regressor
 # learned from scratch on top of a tiny network's 1/16-resolution features has a harder task than the classifier,
 # whose features were pretrained.
 #

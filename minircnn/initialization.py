@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 
-def initial_model(config, num_classes):
+def initial_model(config, num_classes, progress: bool = True):
     """The detector before fine-tuning, and its preprocessing.
 
     ``pretrained`` / a classifier file: :func:`~minircnn.models.from_classifier` (the paper's three
@@ -37,7 +37,7 @@ def initial_model(config, num_classes):
         return build_model(config.backbone, num_classes, seed=config.seed, **_head_overrides(config)), preprocessing
     if config.weights == "pretrained":
         from .pretrain import ensure_pretrained
-        path = ensure_pretrained()
+        path = ensure_pretrained(progress=progress)
     else:
         path = Path(config.weights)
         if not path.is_file():
@@ -68,8 +68,8 @@ def initial_model(config, num_classes):
                                  f"{config.backbone}")
             return (from_classifier(classifier, num_classes, seed=config.seed, roi_size=config.roi_size,
                                     dropout=config.dropout), preprocessing)
-        if from_detector:                  # its own architecture: a tiny detector made from the pretrained
-            if architecture["spec"]["name"] != config.backbone:      # classifier pools RoIs to 4x4, not 7x7
+        if from_detector:                  # its own architecture (grid, dropout), e.g. an older 4x4 tiny detector
+            if architecture["spec"]["name"] != config.backbone:
                 raise SystemExit(f"{path}: a {architecture['spec']['name']} detector, but the config's backbone "
                                  f"is {config.backbone}")
             model = FastRCNN.from_config({**architecture, "num_classes": num_classes}, seed=config.seed)

@@ -10,8 +10,8 @@ muted textured backgrounds, at random sizes, aspect ratios and angles, with pixe
 Measured on the 2-core development machine: 1200 steps of 32 crops in about 3 minutes, held-out accuracy 0.55 over
 the 12 classes (chance 0.08). What it took (each tried for 150-300 steps): with 19 kinds, or with loud
 full-contrast backgrounds, the loss stayed at chance; a learning rate of 0.01 from the first step diverged, hence
-the warm-up; 64-pixel crops (a 4x4 pool5 grid, so the detector's RoI pool is 4x4) learn 3x more crops per second
-than 112-pixel ones (7x7).
+the warm-up; 64-pixel crops (a 4x4 pool5 grid; the detector resamples fc6 to its 7x7 RoI grid,
+:func:`minircnn.models.resize_fc6`) learn 3x more crops per second than 112-pixel ones (7x7).
 
 The crops come from a seeded generator, batch ``b`` from seed ``(seed, b)``: the weights are a pure function of
 :class:`PretrainConfig`. They are cached as ``data/pretrained/tiny_<hash>.npz`` (parameters, the classifier's config
@@ -53,7 +53,7 @@ BACKGROUND_CONTRAST = 60.0   # backgrounds are textured but muted: loud ones kep
 @dataclass(frozen=True)
 class PretrainConfig:
     """What the pretrained weights depend on (their cache name is a hash of it)."""
-    input_size: int = 64         # crops; stride 16 -> a 4x4 conv5 map, so pool5 (kernel 1) gives the RoI grid 4x4
+    input_size: int = 64         # crops; stride 16 -> a 4x4 conv5 map, so pool5 (kernel 1) gives a 4x4 grid
     pool_kernel: int = 1
     iters: int = 1200
     batch_size: int = 32

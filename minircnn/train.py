@@ -279,7 +279,7 @@ def train(config, out, device="cpu", resume=False, evaluate=True, progress=True,
         if ckpt.class_names != tuple(train_set.class_names):
             raise SystemExit(f"{ckpt_path}: classes {ckpt.class_names} differ from {root}'s")
     else:
-        model, preprocessing = initial_model(config, num_classes)
+        model, preprocessing = initial_model(config, num_classes, progress)
         if config.frozen is not None:
             apply_frozen(model, config.frozen)
         start = 0

@@ -151,7 +151,8 @@ def draw_ground_truth_and_detections(image, gt_boxes, gt_labels, boxes, labels, 
     for keep, colour in ((correct, RIGHT), (~correct & ~ignored, WRONG), (ignored, "grey")):
         draw_boxes(image, boxes[keep], labels[keep], scores[keep], class_names, ax=axes[1], color=colour)
     counts = {"right": int(correct.sum()), "wrong": int((~correct & ~ignored).sum()), "missed": int(missed.sum())}
-    axes[0].set_title(f"ground truth: {len(gt_boxes)} objects, {counts['missed']} missed", fontsize=9)
+    objects = f"{len(gt_boxes)} object" + ("" if len(gt_boxes) == 1 else "s")
+    axes[0].set_title(f"ground truth: {objects}, {counts['missed']} missed", fontsize=9)
     axes[1].set_title(f"detections >= {score_thresh:g}: {counts['right']} right, {counts['wrong']} wrong",
                       fontsize=9)
     return counts

@@ -32,7 +32,10 @@ Both S and M fine-tune conv2 and up (paper Sec. 4.5). For a 600-row image conv5 
 L (spec §2): M's map is smaller than image/16, and the RoI pool still uses 1/16 as the original does (spec §14.4).
 
 tiny: VGG16's plan with one conv per stage and few channels, ``conv1..conv5`` = 16-32-64-128-128 with four 2x2 pools
-(total stride 16, so the same spatial scale 1/16), RoI pool 7x7, fc6 6272->512, fc7 512->512.
+(total stride 16, so the same spatial scale 1/16), RoI pool 7x7, fc6 6272->512, fc7 512->512. The default detector
+(the ``tiny`` preset) has exactly this head: its classifier is pretrained on 64-pixel crops, whose pool5 grid is 4x4
+(fc6 2048->512), and :func:`~minircnn.models.classifier.resize_fc6` resamples fc6 to the 7x7 grid when the detector
+is made (``roi_size=7`` in the preset; :mod:`minircnn.pretrain`).
 """
 from __future__ import annotations
 

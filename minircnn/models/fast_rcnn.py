@@ -7,7 +7,7 @@ Forward, for N images and R RoIs::
         --cls_score--> scores (R, K+1)         class scores (softmax gives p, paper Sec. 2.3)
         --bbox_pred--> deltas (R, 4(K+1))      per-class box regression, class-major [4k + (dx, dy, dw, dh)]
 
-with r the spec's RoI grid (7 for VGG16, 6 for CaffeNet and VGG_CNN_M_1024, 4 for the pretrained tiny detector) and
+with r the spec's RoI grid (7 for VGG16 and the default tiny detector, 6 for CaffeNet and VGG_CNN_M_1024) and
 the fc widths of the spec (``spec.fc_widths``: 4096, 4096 for VGG16; 4096, 1024 for VGG_CNN_M_1024). After
 :func:`minircnn.svd.compress`, fc6 and fc7 are each two layers (``fc6_L``, ``fc6_U``) with nothing between.
 
