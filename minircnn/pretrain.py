@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -240,6 +241,29 @@ def ensure_pretrained(path=None, config=PretrainConfig(), progress=True) -> Path
     if not path.is_file():
         pretrain(config, path, progress)
     return path
+
+
+def _pretrain_quietly_elsewhere(progress):
+    set_blas_threads(1)
+    ensure_pretrained(progress=progress)
+
+
+def start_in_background(progress=True):
+    """Start making the cached weights in a separate process when they are missing (a first run); returns the
+    process, or None when the file is there.
+
+    ``train`` computes the selective-search proposals meanwhile: neither needs the other, and pretraining keeps
+    about one core busy, so the two together take about a minute less than one after the other. The process is
+    spawned, not forked, so that the proposals' worker pool is forked from a process without training threads.
+    Join it, then call :func:`ensure_pretrained`, which finds the file (or, should the process have failed,
+    pretrains again in the caller and raises the error there). The weights do not depend on where they are made.
+    """
+    if cache_path(PretrainConfig()).is_file():
+        return None
+    process = multiprocessing.get_context("spawn").Process(target=_pretrain_quietly_elsewhere, args=(progress,),
+                                                           name="minircnn-pretraining", daemon=True)
+    process.start()
+    return process
 
 
 def main(argv=None):

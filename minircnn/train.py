@@ -255,6 +255,7 @@ def train(config, out, device="cpu", resume=False, evaluate=True, progress=True,
     from .data import VOCDataset
     from .data.proposals import proposals_for_split
     from .optim import SGD
+    from .pretrain import start_in_background
     out = Path(out)
     ckpt_path = out / "checkpoint.npz"
     if resume:
@@ -270,9 +271,16 @@ def train(config, out, device="cpu", resume=False, evaluate=True, progress=True,
     root = dataset_root(config)
     train_set = VOCDataset(root, config.train_split)
     num_classes = train_set.num_classes
+    # a first run pretrains the classifier in another process while the proposals are computed here
+    pretraining = start_in_background(progress) if not resume and config.weights == "pretrained" else None
     proposals = proposals_for_split(train_set, method=config.proposals, max_boxes=config.max_proposals,
                                     progress=progress)
+    if pretraining is not None and evaluate:      # the test split's too (cached for the evaluation)
+        proposals_for_split(VOCDataset(root, config.test_split), method=config.proposals,
+                            max_boxes=config.max_proposals, progress=progress)
     roidb, means, stds = build_training_roidb(train_set, proposals, config)
+    if pretraining is not None:
+        pretraining.join()
 
     if resume:
         model, preprocessing, start = ckpt.model, ckpt.preprocessing, ckpt.iteration
