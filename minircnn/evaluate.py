@@ -137,15 +137,41 @@ def detect_images_both(model, load_image, proposals, means, stds, preprocessing,
     """
     chosen = {reg: make_protocol(config.protocol, model.num_classes, len(proposals), config.score_thresh,
                                  config.nms_thresh, config.max_per_image) for reg in bbox_reg}
-    for i in tqdm(range(len(proposals)), desc=desc, unit="img", disable=not progress):
+
+    def network(i):
         image = load_image(i)
         probs, boxes = im_detect(model, image, proposals[i], means, stds, preprocessing,
                                  config.test_scales or config.test_scale, config.test_max_size, any(bbox_reg))
+        return image.shape, probs, boxes
+
+    # the images go through the network in parallel threads (one per core, a few images ahead); the protocols
+    # take them in order, so the detections are the same as one image at a time
+    for i, (shape, probs, boxes) in enumerate(tqdm(_ordered_map(network, len(proposals)), total=len(proposals),
+                                                   desc=desc, unit="img", disable=not progress)):
         for reg in bbox_reg:
             own = boxes if reg else proposal_boxes(clip_boxes(np.asarray(proposals[i], np.float32).reshape(-1, 4),
-                                                              image.shape), model.num_classes)
+                                                              shape), model.num_classes)
             chosen[reg].add(probs, own)
     return {reg: protocol.results() for reg, protocol in chosen.items()}
+
+
+def _ordered_map(function, n, ahead=4):
+    """``function(0), ..., function(n - 1)`` in order, computed by one thread per core at most ``ahead`` items in
+    advance (NumPy releases the GIL in the network's BLAS calls and element-wise loops; ``ahead`` bounds memory)."""
+    import os
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    workers = min(os.cpu_count() or 1, max(n, 1))
+    if workers == 1:
+        yield from (function(i) for i in range(n))
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minircnn-detect") as pool:
+        pending = deque(pool.submit(function, i) for i in range(min(ahead, n)))
+        for i in range(ahead, n + ahead):
+            result = pending.popleft().result()
+            if i < n:
+                pending.append(pool.submit(function, i))
+            yield result
 
 
 def detect_split(model, dataset, proposals, means, stds, preprocessing, config, progress=True, bbox_reg=True):

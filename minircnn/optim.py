@@ -48,6 +48,7 @@ class SGD:
         self.gamma, self.stepsize = float(gamma), stepsize
         self.iteration = 0
         self.velocity: dict = {}
+        self._scratch: dict = {}
 
     def lr_at(self, iteration: int) -> float:
         """The learning rate at ``iteration``: ``base_lr * gamma ** floor(iteration / stepsize)``."""
@@ -73,10 +74,13 @@ class SGD:
                 v = self.velocity[p.name] = get_array_module(w).zeros_like(w)
             rate = lr * p.lr_mult
             decay = self.weight_decay * p.decay_mult
+            term = self._scratch.get(p.name)        # one buffer per parameter: no fresh arrays every step
+            if term is None or term.shape != w.shape or term.dtype != w.dtype:
+                term = self._scratch[p.name] = get_array_module(w).empty_like(w)
             v *= self.momentum
-            v += rate * g
+            v += get_array_module(w).multiply(g, rate, out=term)              # rate * g
             if decay:
-                v += (rate * decay) * w
+                v += get_array_module(w).multiply(w, rate * decay, out=term)  # (rate * decay) * w
             w -= v
         self.iteration += 1
         return lr
