@@ -7,8 +7,8 @@ variety than the built-in shapes dataset: 11 kinds of objects (filled shapes, ou
 stars, arrows, ...), each drawn in a solid colour or a two-colour texture (stripes, checks, dots, blotches), on
 muted textured backgrounds, at random sizes, aspect ratios and angles, with pixel noise.
 
-Measured on the 2-core development machine: 1200 steps of 32 crops in about 3 minutes, held-out accuracy 0.55 over
-the 12 classes (chance 0.08). What it took (each tried for 150-300 steps): with 19 kinds, or with loud
+Measured on the 2-core development machine: 1200 steps of 32 crops in 160 s alone (about 3 minutes in a first run,
+where it shares the cores with the proposals), held-out accuracy 0.54 over the 12 classes (chance 0.08). What it took (each tried for 150-300 steps): with 19 kinds, or with loud
 full-contrast backgrounds, the loss stayed at chance; a learning rate of 0.01 from the first step diverged, hence
 the warm-up; 64-pixel crops (a 4x4 pool5 grid; the detector resamples fc6 to its 7x7 RoI grid,
 :func:`minircnn.models.resize_fc6`) learn 3x more crops per second than 112-pixel ones (7x7).
