@@ -5,10 +5,10 @@
   iterations, then 0.001 up to 3000; no dropout; a 7x7 RoI grid (fc6 resampled from the classifier's 4x4 one);
   shorter side 288. Chosen by experiment (``benchmarks/recipe_grid.py``, tables in ``benchmarks/RESULTS.md``): the
   earlier recipe (lr 0.005, dropout 0.5, a 4x4 grid, 1200 iterations) stopped at VOC07 mAP 0.49 with a flat box
-  loss; too few effective updates, not the model, held it back. This one reaches 0.81 on the shapes test split
-  (every class >= 0.65, box loss -42% from the first to the last 100 iterations) and 0.6 on the photos set
-  (:mod:`minircnn.data.photos`). Dropout mostly slows learning down at this length: with 400 training images
-  the detector is far from over-fitting.
+  loss; too few effective updates, not the model, held it back. This one reaches 0.81-0.83 on the shapes test split
+  over three seeds (every class >= 0.65, box loss -42% to -45% from the first to the last 100 iterations) and 0.66
+  on the photos set (:mod:`minircnn.data.photos`, 0.37 with the earlier recipe). Dropout mostly slows learning down
+  at this length: with 400 training images the detector is far from over-fitting.
 * ``vgg16_voc07``: the paper's settings for VGG16 on VOC 2007 trainval (spec §3, §4): shorter side 600, longer side
   at most 1000, N = 2 images and R = 128 RoIs per step, 25% foreground, lr 0.001 -> 0.0001 at 30k of 40k iterations,
   momentum 0.9, weight decay 0.0005, horizontal flips, selective search proposals, Caffe BGR preprocessing.
