@@ -14,9 +14,9 @@ What is measured (issue 2, item 8):
   (torchvision.ops.roi_pool, whose float32 forward is the same algorithm, so the outputs should be identical);
 * fc6 (25088 -> 4096) and fc7 (4096 -> 4096) forward for 128 and 2000 rows (F.linear).
 
-Fairness rules (see ../shared/PERFORMANCE_NOTES.md): both libraries run on the same number of threads (PyTorch is
-set to NumPy's OpenBLAS thread count), the two implementations are interleaved run by run (the one that goes first
-alternates), and every timed call is preceded by a garbage collection and a short sleep (0.2 s by default), because
+Fairness rules (benchmarks/README.md, "Why the benchmark sleeps"): both libraries run on the same number of threads
+(PyTorch is set to NumPy's OpenBLAS thread count), the two implementations are interleaved run by run (the one that goes
+first alternates), and every timed call is preceded by a garbage collection and a short sleep (0.2 s by default), because
 idle OpenBLAS/OpenMP worker pools keep spinning for ~0.1 s after a call and would slow the other library down. Each
 case gets one untimed warm-up call per implementation; the table reports the median and the best of the timed calls
 and the ratio of the medians, ours / PyTorch. Times vary 10-20% from run to run on a shared machine: compare ratios

@@ -21,7 +21,8 @@
 # rounding detail of the original layer), a loop version written for reading, the package's vectorised version, and
 # how SPPnet's pyramid is several RoI-pooling layers side by side.
 #
-# Spec: `shared/spec/fast_rcnn_reference.md` §1 and gotchas 1–5 in §14. Code: `minircnn/functional/roi_pool.py`.
+# The exact rules: the docstring of `minircnn/functional/roi_pool.py` (the code) and the README's "The layers, and
+# where they follow the original exactly".
 # Tests: `tests/functional/test_roi_pool.py`.
 
 # %%
