@@ -34,7 +34,10 @@ from __future__ import annotations
 import argparse
 import json
 import numbers
+import os
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -158,9 +161,6 @@ def detect_images_both(model, load_image, proposals, means, stds, preprocessing,
 def _ordered_map(function, n, ahead=4):
     """``function(0), ..., function(n - 1)`` in order, computed by one thread per core at most ``ahead`` items in
     advance (NumPy releases the GIL in the network's BLAS calls and element-wise loops; ``ahead`` bounds memory)."""
-    import os
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
     workers = min(os.cpu_count() or 1, max(n, 1))
     if workers == 1:
         yield from (function(i) for i in range(n))
@@ -209,6 +209,9 @@ def score_detections(dataset, boxes, labels, scores, class_names):
     return metrics, curves
 
 
+LOCALISATION_KEYS = ("map", "map_70", "map_coco")   # the mAPs reported without box regression too
+
+
 def score_both(dataset, found, class_names):
     """:func:`score_detections` of :func:`detect_images_both`'s results: the metrics with regression, with the
     mAPs without it under ``metrics["without_bbox_reg"]`` (``map``, ``map_70``, ``map_coco``); and the curves."""
@@ -217,9 +220,6 @@ def score_both(dataset, found, class_names):
         plain, _ = score_detections(dataset, *found[False], class_names)
         metrics["without_bbox_reg"] = {key: plain[key] for key in LOCALISATION_KEYS}
     return metrics, curves
-
-
-LOCALISATION_KEYS = ("map", "map_70", "map_coco")
 
 
 def write_results(out, metrics, curves, class_names):

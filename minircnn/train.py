@@ -198,52 +198,6 @@ def read_log(path, upto):
     return kept
 
 
-def plot_losses(rows, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    it = np.array([int(r["iteration"]) for r in rows])
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, colour in (("loss_cls", "tab:blue"), ("loss_bbox", "tab:orange")):
-        v = np.array([float(r[key]) for r in rows])
-        k = min(20, len(v)) or 1
-        smooth = np.convolve(v, np.ones(k) / k, mode="valid")                 # running mean over 20 steps
-        ax.plot(it, v, color=colour, alpha=0.25)
-        ax.plot(it[k - 1:], smooth, color=colour, label=f"{key} (mean of {k} steps)")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    ax.legend()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
-def plot_detections(dataset, detections, class_names, path, count=6):
-    """``detections.png``: the first ``count`` test images, each as its ground truth beside the detections scoring
-    at least 0.5, right ones green, wrong ones red, missed objects orange
-    (:func:`minircnn.visualize.draw_ground_truth_and_detections`)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .visualize import MISSED, RIGHT, WRONG, draw_ground_truth_and_detections
-    count = min(count, len(dataset))
-    cols = 2 if count > 1 else 1                              # images per row, each taking two panels
-    rows = -(-count // cols)
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(7 * cols, 3.6 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for i in range(count):
-        note = dataset.annotation(i)
-        boxes, labels, scores = (d[i] for d in detections)
-        r, c = divmod(i, cols)
-        draw_ground_truth_and_detections(dataset.load_image(i), note.boxes, note.labels, boxes, labels, scores,
-                                         class_names, axes=axes[r, 2 * c:2 * c + 2], gt_difficult=note.difficult)
-    fig.suptitle(f"left: ground truth ({RIGHT}: found, {MISSED}: missed); right: detections with score >= 0.5 "
-                 f"({RIGHT}: right, {WRONG}: wrong)", fontsize=10)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-
-
 # ------------------------------------------------------------------------------------------------- the run
 def train(config, out, device="cpu", resume=False, evaluate=True, progress=True, resume_iters=None):
     """Train (and evaluate) as the module docstring says; returns the metrics dict (None without evaluation).
@@ -354,7 +308,9 @@ def train(config, out, device="cpu", resume=False, evaluate=True, progress=True,
     if start >= config.iters:
         checkpoint()
     if rows:
-        plot_losses(rows, out / "loss.png")
+        from .visualize import save_loss_curves
+        save_loss_curves([int(r["iteration"]) for r in rows],
+                         {key: [float(r[key]) for r in rows] for key in ("loss_cls", "loss_bbox")}, out / "loss.png")
     seconds = float(rows[-1]["seconds"]) if rows else 0.0
     print(f"trained {config.iters} iterations ({config.iters - start} in this run, {seconds:.0f} s) -> {ckpt_path}")
     if not evaluate:
@@ -366,6 +322,7 @@ def evaluate_run(model, config, root, means, stds, preprocessing, class_names, o
     from .data import VOCDataset
     from .data.proposals import proposals_for_split
     from .evaluate import detect_images_both, format_table, score_both, write_results
+    from .visualize import save_ground_truth_and_detections
     test_set = VOCDataset(root, config.test_split)
     proposals = proposals_for_split(test_set, method=config.proposals, max_boxes=config.max_proposals,
                                     progress=progress)
@@ -376,7 +333,7 @@ def evaluate_run(model, config, root, means, stds, preprocessing, class_names, o
     metrics, curves = score_both(test_set, found, class_names)
     metrics.update(split=config.test_split, iteration=config.iters, seconds_per_image=seconds / max(len(test_set), 1))
     write_results(out, metrics, curves, class_names)
-    plot_detections(test_set, found[True], class_names, out / "detections.png")
+    save_ground_truth_and_detections(test_set, found[True], class_names, out / "detections.png")
     print(format_table(metrics))
     print(f"mAP {metrics['map']:.3f} on {config.test_split} ({len(test_set)} images) -> {out / 'metrics.json'}")
     return metrics

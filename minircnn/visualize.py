@@ -1,6 +1,6 @@
 """Pictures with matplotlib: detections drawn on an image, precision-recall curves.
 
-Every function draws into an Axes and returns it; pass ``ax`` to draw into your own figure. Without one, a new
+Every ``draw_``/``plot_`` function draws into an Axes and returns it; pass ``ax`` to draw into your own figure. Without one, a new
 figure is made through pyplot, so it shows inline in a notebook; headless, matplotlib picks its Agg backend by itself.
 This module never selects a backend and never calls ``plt.show()``; scripts save with ``ax.figure.savefig(path)`` and
 may ``plt.close(ax.figure)`` when drawing many figures.
@@ -13,7 +13,8 @@ import numpy as np
 
 from .backend import asnumpy
 
-__all__ = ["draw_boxes", "draw_ground_truth_and_detections", "plot_precision_recall", "plot_precision_recall_curves"]
+__all__ = ["draw_boxes", "draw_ground_truth_and_detections", "plot_precision_recall", "plot_precision_recall_curves",
+           "save_loss_curves", "save_ground_truth_and_detections"]
 
 
 def _new_axes(figsize=None):
@@ -226,3 +227,59 @@ def plot_precision_recall_curves(precision, recall, class_names=None, ap=None, a
         plot_precision_recall(r, p, ax=ax, label=_class_name(class_names, k), envelope=False,
                               ap=None if ap is None else float(ap[k]))
     return ax
+
+
+# --------------------------------------------------------------------------------------- a run's figures, as files
+def _figure(**kwargs):
+    """A matplotlib Figure not registered with pyplot (nothing to close, no backend chosen): for files."""
+    from matplotlib.figure import Figure
+    return Figure(**kwargs)
+
+
+def save_loss_curves(iterations, losses, path, window=20):
+    """``loss.png`` of a training run: each loss per iteration (faint) and its running mean over ``window`` steps.
+
+    Args:
+        iterations: (T,) iteration numbers.
+        losses: {name: (T,) values}, e.g. ``{"loss_cls": ..., "loss_bbox": ...}``.
+        path: the PNG to write.
+    """
+    fig = _figure(figsize=(6, 4))
+    ax = fig.subplots()
+    it = np.asarray(iterations)
+    for (key, values), colour in zip(losses.items(), ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+        v = np.asarray(values, dtype=np.float64)
+        k = min(window, len(v)) or 1
+        smooth = np.convolve(v, np.ones(k) / k, mode="valid")
+        ax.plot(it, v, color=colour, alpha=0.25)
+        ax.plot(it[k - 1:], smooth, color=colour, label=f"{key} (mean of {k} steps)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+
+
+def save_ground_truth_and_detections(dataset, detections, class_names, path, count=6):
+    """``detections.png``: the first ``count`` images of ``dataset`` (``annotation(i)``, ``load_image(i)``), each
+    as its ground truth beside the detections scoring at least 0.5, two images a row
+    (:func:`draw_ground_truth_and_detections`).
+
+    Args:
+        detections: lists (boxes, labels, scores), one entry per image of the dataset.
+    """
+    count = min(count, len(dataset))
+    cols = 2 if count > 1 else 1                              # images per row, each taking two panels
+    rows = -(-count // cols)
+    fig = _figure(figsize=(7 * cols, 3.6 * rows))
+    axes = fig.subplots(rows, 2 * cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i in range(count):
+        note = dataset.annotation(i)
+        boxes, labels, scores = (d[i] for d in detections)
+        r, c = divmod(i, cols)
+        draw_ground_truth_and_detections(dataset.load_image(i), note.boxes, note.labels, boxes, labels, scores,
+                                         class_names, axes=axes[r, 2 * c:2 * c + 2], gt_difficult=note.difficult)
+    fig.suptitle(f"left: ground truth ({RIGHT}: found, {MISSED}: missed); right: detections with score >= 0.5 "
+                 f"({RIGHT}: right, {WRONG}: wrong)", fontsize=10)
+    fig.savefig(path, dpi=90, bbox_inches="tight")

@@ -10,7 +10,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from minircnn.evaluation import eval_detection_voc, precision_recall  # noqa: E402
 from minircnn.visualize import (MISSED, RIGHT, WRONG, draw_boxes, draw_ground_truth_and_detections,  # noqa: E402
-                                plot_precision_recall, plot_precision_recall_curves)
+                                plot_precision_recall, plot_precision_recall_curves, save_loss_curves)
 
 
 @pytest.fixture(autouse=True)
@@ -120,3 +120,10 @@ def test_ground_truth_beside_detections_colours_right_wrong_missed():
     assert [matplotlib.colors.to_hex(p.get_edgecolor()) for p in right] == [
         matplotlib.colors.to_hex(RIGHT), matplotlib.colors.to_hex(WRONG)]
     assert "1 missed" in axes[0].get_title() and "1 right, 1 wrong" in axes[1].get_title()
+
+
+def test_save_loss_curves_writes_a_png_without_pyplot(tmp_path):
+    """The run's loss figure is written to a file and leaves no open pyplot figure behind."""
+    before = plt.get_fignums()
+    save_loss_curves([1, 2, 3], {"loss_cls": [1.0, 0.5, 0.25], "loss_bbox": [0.4, 0.3, 0.2]}, tmp_path / "l.png")
+    assert (tmp_path / "l.png").stat().st_size > 0 and plt.get_fignums() == before

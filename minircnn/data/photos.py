@@ -62,7 +62,7 @@ from ..boxes import iou
 from ..io import atomic_directory
 from .shapes import DIFFICULT_BELOW
 from .statistics import split_statistics
-from .voc_writer import write_generated_dataset
+from .voc_writer import add_generator_arguments, write_generated_dataset
 
 __all__ = ["PHOTO_CLASS_NAMES", "PhotosImage", "render_photos_image", "generate_photos_dataset"]
 
@@ -377,11 +377,7 @@ def main(argv=None):
                     "deterministic from --seed. Train on it with `python -m minircnn.train --data DIR`.")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="destination folder (must not exist, or be empty)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--trainval", type=int, default=SPLITS["trainval"], metavar="N",
-                        help=f"number of trainval images (default: {SPLITS['trainval']})")
-    parser.add_argument("--test", type=int, default=SPLITS["test"], metavar="M",
-                        help=f"number of test images (default: {SPLITS['test']})")
+    add_generator_arguments(parser, SPLITS)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.trainval < 1 or args.test < 1:

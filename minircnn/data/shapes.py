@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 from ..io import atomic_directory
 from .statistics import split_statistics
-from .voc_writer import write_generated_dataset
+from .voc_writer import add_generator_arguments, write_generated_dataset
 
 __all__ = ["CLASS_NAMES", "ShapesImage", "shape_mask", "render_shapes_image", "generate_shapes_dataset", "ensure_shapes_dataset",
            "default_shapes_root"]
@@ -320,11 +320,7 @@ def main(argv=None):
                     "if DIR already holds the same generated dataset; replaces an older generated one.")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help=f"destination folder (default: {default_shapes_root()})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--trainval", type=int, default=SPLITS["trainval"], metavar="N",
-                        help=f"number of trainval images (default: {SPLITS['trainval']})")
-    parser.add_argument("--test", type=int, default=SPLITS["test"], metavar="M",
-                        help=f"number of test images (default: {SPLITS['test']})")
+    add_generator_arguments(parser, SPLITS)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     root = ensure_shapes_dataset(args.out, args.seed, trainval=args.trainval, test=args.test)

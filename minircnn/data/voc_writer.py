@@ -88,3 +88,12 @@ def write_generated_dataset(out, seed: int, counts: dict, render, class_names, n
     file_name, content = manifest
     (out / file_name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def add_generator_arguments(parser, splits: dict) -> None:
+    """The ``--seed``, ``--trainval`` and ``--test`` flags of a generator's command line (defaults from ``splits``)."""
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--trainval", type=int, default=splits["trainval"], metavar="N",
+                        help=f"number of trainval images (default: {splits['trainval']})")
+    parser.add_argument("--test", type=int, default=splits["test"], metavar="M",
+                        help=f"number of test images (default: {splits['test']})")

@@ -72,22 +72,15 @@ class Sequential:
         self._replicas = None
         slices = min(int(slices), x.shape[0])
         if slices <= 1:
-            for layer in self.layers:
-                x = layer.forward(x, train=train)
-            return x
+            return _chain_forward(self.layers, x, train)
         xp = get_array_module(x)
         bounds = np.linspace(0, x.shape[0], slices + 1).astype(int)
         replicas = [[copy.copy(layer) for layer in self.layers] for _ in range(slices)]
         for chain in replicas:
             for layer in chain:
                 layer.grads, layer.cache = {}, None
-
-        def run(chain, part):
-            for layer in chain:
-                part = layer.forward(part, train=train)
-            return part
-
-        outputs = list(_pool().map(run, replicas, [x[a:b] for a, b in zip(bounds[:-1], bounds[1:])]))
+        outputs = list(_pool().map(_chain_forward, replicas, [x[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
+                                   [train] * slices))
         for i, layer in enumerate(self.layers):       # a layer's cache: its slices' caches (None if none kept)
             caches = tuple(chain[i].cache for chain in replicas)
             layer.cache = None if all(c is None for c in caches) else caches
@@ -103,11 +96,7 @@ class Sequential:
         """
         if self._replicas is not None:
             return self._sliced_backward(dy)
-        for layer in reversed(self.layers):
-            if dy is None:
-                break
-            dy = layer.backward(dy)
-        return dy
+        return _chain_backward(self.layers, dy)
 
     def _sliced_backward(self, dy):
         (replicas, bounds), self._replicas = self._replicas, None
@@ -116,16 +105,7 @@ class Sequential:
                 layer.cache = None
             return None
         xp = get_array_module(dy)
-        parts = [dy[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-        def run(chain, d):
-            for layer in reversed(chain):
-                if d is None:
-                    break
-                d = layer.backward(d)
-            return d
-
-        dxs = list(_pool().map(run, replicas, parts))
+        dxs = list(_pool().map(_chain_backward, replicas, [dy[a:b] for a, b in zip(bounds[:-1], bounds[1:])]))
         for i, layer in enumerate(self.layers):
             grads = [chain[i].grads for chain in replicas]
             layer.grads = {key: _sum([g[key] for g in grads]) for key in grads[0]}
@@ -147,6 +127,22 @@ class Sequential:
         for layer in self.layers:
             s *= getattr(layer, "stride", 1)
         return s
+
+
+def _chain_forward(layers, x, train):
+    """x through ``layers`` in order."""
+    for layer in layers:
+        x = layer.forward(x, train=train)
+    return x
+
+
+def _chain_backward(layers, dy):
+    """dy back through ``layers`` in reverse, stopping where no gradient flows further (None)."""
+    for layer in reversed(layers):
+        if dy is None:
+            break
+        dy = layer.backward(dy)
+    return dy
 
 
 def _sum(arrays):
