@@ -11,7 +11,7 @@ setup(
     packages=find_packages(include=["minircnn", "minircnn.*"]),
     package_data={"minircnn": ["kernels/*.cu"]},
     install_requires=["numpy>=1.24", "scipy>=1.10", "pillow>=9", "matplotlib>=3.6", "tqdm>=4.60",
-                      "scikit-image>=0.21"],
+                      "scikit-image>=0.21", "threadpoolctl>=3.1"],
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],
         "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6", "jupytext>=1.14"],

@@ -22,7 +22,7 @@ import numpy as np
 
 from .backend import asnumpy, get_array_module
 
-__all__ = ["iou", "encode", "decode", "encode_classwise", "clip_boxes", "nms", "batched_nms"]
+__all__ = ["iou", "encode", "decode", "encode_classwise", "scatter_classwise", "clip_boxes", "nms", "batched_nms"]
 
 
 # ----------------------------------------------------------------------------------------------------------- checks
@@ -198,6 +198,26 @@ def encode_classwise(rois, gt, labels, num_classes):
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}), got values in "
                          f"[{int(labels.min())}, {int(labels.max())}]")
+    return scatter_classwise(deltas, labels, num_classes)
+
+
+def scatter_classwise(deltas, labels, num_classes):
+    """Per-RoI deltas in the network's class-wise ``(N, 4K)`` layout, and the weights that select them (spec §6).
+
+    The one place this layout is built: training targets (:func:`encode_classwise`, the sampler), and the
+    ``[u >= 1]`` weights of the multi-task loss (:func:`minircnn.models.fast_rcnn.bbox_loss_weights`).
+
+    Args:
+        deltas: (N, 4) float array, row i's four values (ignored for background rows).
+        labels: (N,) int array in ``[0, num_classes)``, 0 = background.
+        num_classes: K, including the background class.
+
+    Returns:
+        targets: (N, 4K) array of ``deltas``'s dtype, row i's deltas in columns ``4 l .. 4 l + 3`` of its label l,
+            zeros elsewhere and in background rows.
+        weights: (N, 4K) array of the same dtype, 1 exactly where targets were placed.
+    """
+    xp = get_array_module(deltas, labels)
     n = deltas.shape[0]
     targets = xp.zeros((n, num_classes, 4), dtype=deltas.dtype)
     weights = xp.zeros_like(targets)

@@ -137,3 +137,23 @@ def atomic_directory(path, replace: bool = False):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_npz(path) -> dict:
+    """Every array of an ``.npz`` file, read without pickle.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a NumPy ``.npz`` archive of plain arrays (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not hasattr(f, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError) as e:
+        reason = "it holds pickled objects" if "pickle" in str(e) else str(e)
+        raise ValueError(f"{path}: not an .npz file of arrays written by minircnn ({reason})") from None

@@ -283,3 +283,21 @@ def save_ground_truth_and_detections(dataset, detections, class_names, path, cou
     fig.suptitle(f"left: ground truth ({RIGHT}: found, {MISSED}: missed); right: detections with score >= 0.5 "
                  f"({RIGHT}: right, {WRONG}: wrong)", fontsize=10)
     fig.savefig(path, dpi=90, bbox_inches="tight")
+
+
+def save_detections(image, boxes, labels, scores, class_names, path):
+    """One image with its detections drawn (:func:`draw_boxes`), as a PNG: what ``minircnn.detect`` writes."""
+    fig = _figure(figsize=(6, 6 * image.shape[0] / image.shape[1]))
+    ax = fig.subplots()
+    draw_boxes(image, boxes, labels, scores, class_names=class_names, ax=ax)
+    ax.set_axis_off()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+
+
+def save_precision_recall_curves(precision, recall, class_names, ap, title, path):
+    """``pr_curves.png``: every class's precision-recall curve (:func:`plot_precision_recall_curves`)."""
+    fig = _figure(figsize=(6, 5))
+    ax = fig.subplots()
+    plot_precision_recall_curves(precision, recall, class_names=class_names, ap=ap, ax=ax)
+    ax.set_title(title)
+    fig.savefig(path, dpi=100, bbox_inches="tight")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from minircnn import train
-from minircnn.config import BACKBONE_NAMES, PRESETS, TrainConfig, get_preset
+from minircnn.training.config import BACKBONE_NAMES, PRESETS, TrainConfig, get_preset
 from minircnn.data import PREPROCESSING_PRESETS, generate_shapes_dataset
 from minircnn.models import BACKBONES
 

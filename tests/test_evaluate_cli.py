@@ -7,6 +7,8 @@ import pytest
 from PIL import Image
 
 from minircnn import detect, evaluate, train
+from minircnn import inference
+from minircnn.training.config import get_preset
 from minircnn.data import PLAIN, VOCDataset, generate_shapes_dataset
 from minircnn.models import build_model
 
@@ -56,13 +58,13 @@ def test_detect_image_protocol():
     image = rng.integers(0, 255, (80, 100, 3), dtype=np.uint8)
     props = np.array([[0, 0, 40, 40], [1, 1, 41, 41], [50, 20, 99, 79], [-5, -5, 120, 90]], np.float32)
     means, stds = np.zeros((3, 4)), np.ones((3, 4))
-    boxes, labels, scores = evaluate.detect_image(model, image, props, means, stds, PLAIN, 80, 200)
+    boxes, labels, scores = inference.detect_image(model, image, props, means, stds, PLAIN, 80, 200)
     assert np.all(scores > 0.05) and np.all((labels >= 1) & (labels <= 2))
     assert np.all(scores[:-1] >= scores[1:])
     assert np.all(boxes[:, [0, 2]] <= 99) and np.all(boxes[:, [1, 3]] <= 79) and np.all(boxes >= 0)
     for k in (1, 2):                      # proposals 0 and 1 overlap with IoU ~0.9: one survives per class
         assert np.sum(labels == k) <= 3
-    few = evaluate.detect_image(model, image, props, means, stds, PLAIN, 80, 200, max_per_image=2)
+    few = inference.detect_image(model, image, props, means, stds, PLAIN, 80, 200, max_per_image=2)
     assert len(few[0]) == min(2, len(boxes))
 
 
@@ -96,7 +98,7 @@ def test_multi_scale_test_pools_each_roi_from_the_level_closest_to_224_squared()
         return predict(blob, rois)
 
     model.predict = spy
-    probs, boxes = evaluate.im_detect(model, image, props, np.zeros((3, 4)), np.ones((3, 4)), PLAIN, (100, 400),
+    probs, boxes = inference.im_detect(model, image, props, np.zeros((3, 4)), np.ones((3, 4)), PLAIN, (100, 400),
                                       1000)
     assert seen["blob"].shape == (2, 3, 400, 600)
     np.testing.assert_array_equal(seen["blob"][0, :, 100:, :], 0)
@@ -105,7 +107,7 @@ def test_multi_scale_test_pools_each_roi_from_the_level_closest_to_224_squared()
     np.testing.assert_allclose(seen["rois"][:, 1:], [[0, 0, 99.75, 74.75], [10, 20, 109, 119],
                                                      [200, 100, 399, 299], [0, 0, 87.25, 74.75]])
     assert probs.shape == (4, 3) and boxes.shape == (4, 3, 4)
-    single = evaluate.im_detect(model, image, props, np.zeros((3, 4)), np.ones((3, 4)), PLAIN, 400, 1000)[1]
+    single = inference.im_detect(model, image, props, np.zeros((3, 4)), np.ones((3, 4)), PLAIN, 400, 1000)[1]
     np.testing.assert_array_equal(seen["rois"][:, 0], 0)         # one scale: every RoI on the only level
     assert single.shape == (4, 3, 4)
 
@@ -121,9 +123,9 @@ def test_box_regression_off_uses_the_proposals():
     props = np.array([[10, 10, 49, 49]], np.float32)
     means = np.tile([0.25, 0.0, 0.0, 0.0], (3, 1))
     args = (model, image, props, means, np.ones((3, 4)), PLAIN, 80, 200)
-    np.testing.assert_allclose(evaluate.im_detect(*args)[1][0], [[20, 10, 59, 49]] * 3)
-    np.testing.assert_array_equal(evaluate.im_detect(*args, bbox_reg=False)[1][0], [[10, 10, 49, 49]] * 3)
-    boxes, labels, _ = evaluate.detect_image(*args, score_thresh=0.0, bbox_reg=False)
+    np.testing.assert_allclose(inference.im_detect(*args)[1][0], [[20, 10, 59, 49]] * 3)
+    np.testing.assert_array_equal(inference.im_detect(*args, bbox_reg=False)[1][0], [[10, 10, 49, 49]] * 3)
+    boxes, labels, _ = inference.detect_image(*args, score_thresh=0.0, bbox_reg=False)
     np.testing.assert_array_equal(boxes, [[10, 10, 49, 49]] * len(labels))
     assert sorted(labels.tolist()) == [1, 2]
 
@@ -191,10 +193,10 @@ def test_detect_images_both_equals_two_separate_runs():
     images = [rng.integers(0, 255, (80, 100, 3), dtype=np.uint8) for _ in range(2)]
     props = [np.array([[10, 10, 49, 49], [0, 5, 70, 60], [30, 20, 99, 79]], np.float32)] * 2
     means, stds = np.tile([0.25, 0.0, 0.0, 0.0], (3, 1)), np.full((3, 4), 0.5)
-    config = train.get_preset("tiny").replace(test_scale=80, test_max_size=200, score_thresh=0.0)
-    both = evaluate.detect_images_both(model, images.__getitem__, props, means, stds, PLAIN, config, progress=False)
+    config = get_preset("tiny").replace(test_scale=80, test_max_size=200, score_thresh=0.0)
+    both = inference.detect_images_both(model, images.__getitem__, props, means, stds, PLAIN, config, progress=False)
     for reg in (True, False):
-        alone = evaluate.detect_images(model, images.__getitem__, props, means, stds, PLAIN, config, bbox_reg=reg,
+        alone = inference.detect_images(model, images.__getitem__, props, means, stds, PLAIN, config, bbox_reg=reg,
                                        progress=False)
         for mine, theirs in zip(both[reg], alone):
             for a, b in zip(mine, theirs):

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from minircnn import experiments
+from minircnn.lab import experiments
 from minircnn.data import generate_shapes_dataset
 
 
@@ -33,7 +33,7 @@ def test_a_finished_run_is_read_back_not_repeated(voc, runs, monkeypatch):
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
-    monkeypatch.setattr("minircnn.train.train", no_training)
+    monkeypatch.setattr("minircnn.training.loop.train", no_training)
     again = experiments.train_detector("a", voc, **SMALL)
     assert again.metrics == json.loads((runs / "a" / "metrics.json").read_text())
     with pytest.raises(AssertionError, match="trained again"):
@@ -67,10 +67,10 @@ def test_apply_protocol_to_outputs_equals_detect_split(voc, runs):
     """The network run once (detector_outputs) and a protocol applied afterwards (apply_protocol) give the
     detections of evaluate.detect_split; with top=k, those of running on each image's first k proposals only
     (the network scores every RoI on its own)."""
-    from minircnn.checkpoint import load_checkpoint
+    from minircnn.training.checkpoint import load_checkpoint
     from minircnn.data import VOCDataset
     from minircnn.data.proposals import proposals_for_split
-    from minircnn.evaluate import detect_split
+    from minircnn.inference.im_detect import detect_split
     run = experiments.train_detector("d", voc, evaluate=False, **(SMALL | {"proposals": "ss-fast"}))
     ckpt = load_checkpoint(run.checkpoint)
     test = VOCDataset(voc, "test")
@@ -91,17 +91,18 @@ def test_apply_protocol_to_outputs_equals_detect_split(voc, runs):
 def test_training_minibatch_is_the_one_training_sees(voc, runs):
     """training_minibatch(config, preprocessing, i) equals the mini-batch minircnn.train builds for iteration i
     (same images, flips, RoIs and targets): a lesson looking at one step sees a real one."""
-    from minircnn.config import get_preset
+    from minircnn.training.config import get_preset
     from minircnn.data import PLAIN, VOCDataset
     from minircnn.data.proposals import proposals_for_split
-    from minircnn.train import ImageCache, build_training_roidb, minibatch_at
+    from minircnn.training.minibatches import ImageCache, build_training_roidb
+    from minircnn.training.minibatches import training_minibatch
     config = get_preset("tiny").replace(data=str(voc), **{k: v for k, v in SMALL.items()
                                                            if k != "progress"})
     train_set = VOCDataset(voc, "trainval")
     roidb, _, _ = build_training_roidb(train_set, proposals_for_split(train_set, method="dense", progress=False),
                                        config)
     for i in (0, 3):
-        expected = minibatch_at(i, roidb, ImageCache(train_set), train_set.num_classes, PLAIN, config)
+        expected = training_minibatch(i, roidb, ImageCache(train_set), train_set.num_classes, PLAIN, config)
         got = experiments.training_minibatch(config, PLAIN, i)
         for a, b in zip(expected, got):
             np.testing.assert_array_equal(a, b)
@@ -125,7 +126,7 @@ def test_detect_test_split_scores_as_the_runs_own_evaluation(voc, runs):
     """detect_test_split(run) gives the detections behind the run's metrics.json (same mAP); without box regression
     every detected box is one of the test proposals."""
     from minircnn.data.proposals import proposals_for_split
-    from minircnn.evaluate import score_detections
+    from minircnn.evaluation.report import score_detections
     run = experiments.train_detector("e", voc, **(SMALL | {"test_split": "trainval", "proposals": "ss-fast",
                                                            "max_proposals": 100}))
     dataset, found = experiments.detect_test_split(run)

@@ -5,7 +5,7 @@ import pytest
 
 from minircnn.gradcheck import EXACT_ATOL
 from minircnn.nn import Linear, Network
-from minircnn.optim import SGD
+from minircnn.training.optim import SGD
 
 
 def one_layer(frozen=False):

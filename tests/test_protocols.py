@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minircnn.protocols import PaperProtocol, SimpleProtocol, candidates, make_protocol, top_per_class
+from minircnn.inference.protocols import PaperProtocol, SimpleProtocol, candidates, make_protocol, top_per_class
 
 
 def grid_boxes(n):

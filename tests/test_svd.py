@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from minircnn.models import FastRCNN, build_model
-from minircnn.svd import compress, parse_ranks, truncated_svd
+from minircnn.inference.svd import compress, truncated_svd
+from minircnn.cli import parse_ranks
 
 
 def small_model(dtype=np.float64):

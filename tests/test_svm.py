@@ -6,8 +6,9 @@ import pytest
 from minircnn.data import PLAIN, VOCDataset, generate_shapes_dataset
 from minircnn.gradcheck import check_loss_gradient
 from minircnn.models import build_model
-from minircnn.svm import (RawScores, collect_features, fc7_features, feature_scale, install_svms, mine_hard_negatives,
-                          set_cls_score, softmax_objective, svm_objective, train_softmax, train_svm)
+from minircnn.lab.svm import (RawScores, collect_features, fc7_features, feature_scale, install_svms,
+                              mine_hard_negatives, set_cls_score, softmax_objective, svm_objective, train_softmax,
+                              train_svm)
 
 
 def test_two_symmetric_points_by_hand():

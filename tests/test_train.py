@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from minircnn import train
-from minircnn.config import TrainConfig, get_preset
+from minircnn.training.config import TrainConfig, get_preset
 from minircnn.data import generate_shapes_dataset
 
 
@@ -77,7 +77,20 @@ def test_resume_gives_the_same_checkpoint(tiny_voc, tmp_path):
 def test_resume_without_checkpoint_says_so(tmp_path):
     with pytest.raises(SystemExit, match="no checkpoint"):
         run("--out", tmp_path, "--resume")
-    with pytest.raises(SystemExit, match="only --iters"):
+
+
+def test_resume_accepts_the_same_command_and_refuses_other_values(tiny_voc, tmp_path):
+    """The training command run again with --resume appended continues (its flags repeat the checkpoint's values);
+    a flag with another value is refused, naming the flag and both values; --iters may raise the total."""
+    same = ("--data", tiny_voc, "--out", tmp_path, "--weights", "none", "--scale", 64, "--no-eval",
+            "--proposals", "dense", "--seed", 3, "--checkpoint-every", 1)
+    run(*same, "--iters", 1)
+    run(*same, "--iters", 2, "--resume")
+    with np.load(tmp_path / "checkpoint.npz") as f:
+        assert int(f["iteration"]) == 2
+    with pytest.raises(SystemExit, match=r"--seed gives seed=4, the checkpoint .* has 3"):
+        run(*same[:-4], "--seed", 4, "--resume")
+    with pytest.raises(SystemExit, match=r"--lr gives base_lr=0.1, .* has 0.01"):
         run("--out", tmp_path, "--resume", "--lr", "0.1")
 
 
@@ -213,7 +226,7 @@ def test_scale_and_protocol_flags_reach_the_config():
     assert (config.scales, config.max_size, config.test_max_size) == ((480, 576, 688, 864, 1200), 2000, 2000)
     assert (config.test_scales, config.protocol) == ((480, 576), "paper")
     assert train.resolve_config(train.parse_args([])).test_scales == ()
-    with pytest.raises(SystemExit, match="--scale .* or --scales"):
+    with pytest.raises(ValueError, match="--scale .* or --scales"):
         train.resolve_config(train.parse_args(["--scale", "64", "--scales", "64,96"]))
 
 
@@ -237,7 +250,7 @@ def test_dropout_and_roi_size_flags_reach_the_model(tiny_voc, tmp_path):
     input width and the dropout layers); out-of-range values are refused with the field's name."""
     run("--data", tiny_voc, "--out", tmp_path, "--iters", 1, "--weights", "none", "--scale", 64, "--no-eval",
         "--proposals", "dense", "--dropout", 0.25, "--roi-size", 3)
-    from minircnn.checkpoint import load_checkpoint
+    from minircnn.training.checkpoint import load_checkpoint
     ckpt = load_checkpoint(tmp_path / "checkpoint.npz")
     assert (ckpt.config.dropout, ckpt.config.roi_size) == (0.25, 3)
     model = ckpt.model

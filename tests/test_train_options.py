@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from minircnn import train
-from minircnn.checkpoint import load_checkpoint
-from minircnn.config import get_preset
+from minircnn.training import initialization
+from minircnn.training import minibatches
+from minircnn.training.checkpoint import load_checkpoint
+from minircnn.training.config import get_preset
 from minircnn.data import VOCDataset, generate_shapes_dataset
 from minircnn.models import build_model
 
@@ -58,7 +60,7 @@ def _training_images(root, **changes):
     dataset = VOCDataset(root, "trainval")
     proposals = [np.array([[0, 0, 10, 10]], np.float32)] * len(dataset)   # one box each: the roidb needs some
     config = get_preset("tiny").replace(flip=False, **changes)
-    roidb, _, _ = train.build_training_roidb(dataset, proposals, config)
+    roidb, _, _ = minibatches.build_training_roidb(dataset, proposals, config)
     return [entry.image_index for entry in roidb]
 
 
@@ -71,7 +73,7 @@ def test_train_images_are_nested_subsets(voc4):
 
 
 def test_train_images_larger_than_the_split_is_an_error(voc4):
-    with pytest.raises(SystemExit, match="train_images=9.*only 4"):
+    with pytest.raises(ValueError, match="train_images=9.*only 4"):
         _training_images(voc4, train_images=9)
 
 
@@ -80,23 +82,22 @@ def test_negative_options_are_rejected():
         get_preset("tiny").replace(bbox_loss_weight=-1.0)
 
 
-def test_vgg16_from_random_weights_warns(capsys):
-    """The paper's VGG16 preset from random weights diverges (0-255 pixels, lr 0.001): building it says so and
-    points to the weight conversion; the tiny backbone from scratch does not warn."""
-    train.initial_model(get_preset("tiny").replace(weights="none"), 6)
-    assert "warning" not in capsys.readouterr().err
-    train.initial_model(get_preset("vgg16_voc07").replace(weights="none"), 6)
-    err = capsys.readouterr().err
-    assert "vgg16 from random weights" in err and "minircnn.weights convert" in err
+def test_vgg16_from_random_weights_warns(recwarn):
+    """The paper's VGG16 preset from random weights diverges (0-255 pixels, lr 0.001): building it warns and points
+    to the weight conversion; the tiny backbone from scratch does not warn."""
+    initialization.initial_model(get_preset("tiny").replace(weights="none"), 6)
+    assert not recwarn.list
+    with pytest.warns(UserWarning, match="vgg16 from random weights.*minircnn.weights convert"):
+        initialization.initial_model(get_preset("vgg16_voc07").replace(weights="none"), 6)
 
 
 def test_weights_of_another_architecture_name_both(tmp_path):
     """Converted ImageNet weights say which network they are for; starting another backbone from them stops with
     both names (before any shape check could give a less direct message)."""
     from minircnn.data import PREPROCESSING_PRESETS
-    from minircnn.weights import save_weights
+    from minircnn.models.imagenet_weights import save_weights
     path = tmp_path / "vgg16_imagenet.npz"
     save_weights(path, {"conv1_1.weight": np.zeros((2, 3, 3, 3), np.float32)}, PREPROCESSING_PRESETS["caffe_vgg16"],
                  arch="vgg16", source="test")
-    with pytest.raises(SystemExit, match="weights of vgg16, but the config's backbone is tiny"):
-        train.initial_model(get_preset("tiny").replace(weights=str(path)), 6)
+    with pytest.raises(ValueError, match="vgg16_imagenet.npz: a vgg16 ImageNet weights file, but the config's backbone is tiny"):
+        initialization.initial_model(get_preset("tiny").replace(weights=str(path)), 6)

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minircnn import train, weights
-from minircnn.config import get_preset
+from minircnn import weights
+from minircnn.models import imagenet_weights
+from minircnn.training import initialization
+from minircnn.training.config import get_preset
 from minircnn.data.transforms import CAFFE_VGG16, TORCHVISION
 from minircnn.models import get_spec
 from minircnn.models.caffemodel import CaffemodelError, read_caffemodel
@@ -194,7 +196,7 @@ def test_hostile_pickle_is_refused_and_not_run(tmp_path, module, name, arg):
     src = torch_zip(tmp_path / "evil.pth", payload, {})
     out = tmp_path / "out.npz"
     with pytest.raises(UnsafePickleError, match=rf"evil\.pth.*{module}\.{name}"):
-        weights.convert(src, out, spec=SPEC)
+        imagenet_weights.convert(src, out, spec=SPEC)
     assert not marker.exists() and not out.exists()
 
 
@@ -217,7 +219,7 @@ def test_broken_pth_files(tmp_path, make, match):
     src, out = tmp_path / "broken.pth", tmp_path / "out.npz"
     make(src)
     with pytest.raises(TorchFileError, match=match) as e:
-        weights.convert(src, out, spec=SPEC)
+        imagenet_weights.convert(src, out, spec=SPEC)
     assert str(src) in str(e.value) and not out.exists()
 
 
@@ -240,7 +242,7 @@ def test_convert_torchvision(tmp_path, src):
     """features.{0,2,...,28} become conv1_1..conv5_3 and classifier.{0,3,6} fc6, fc7, fc8, as float32 in our
     (out, in[, kh, kw]) layout, with torchvision's preprocessing (RGB, 0-1, ImageNet mean/std) and the source."""
     out = tmp_path / "w.npz"
-    weights.convert(src, out, spec=SPEC)
+    imagenet_weights.convert(src, out, spec=SPEC)
     arrays = _load_npz(out)
     params = {k: v for k, v in arrays.items() if "." in k}
     assert list(params) == list(EXPECTED)
@@ -249,7 +251,7 @@ def test_convert_torchvision(tmp_path, src):
         np.testing.assert_array_equal(params[name], want, err_msg=name)
     assert json.loads(str(arrays["preprocessing"])) == json.loads(json.dumps(TORCHVISION.to_dict()))
     assert str(arrays["arch"]) == "vgg16" and str(arrays["source"]) == f"{src.name} (pth)"
-    loaded, preprocessing = weights.load_weights(out)
+    loaded, preprocessing = imagenet_weights.load_weights(out)
     assert preprocessing == TORCHVISION and loaded.keys() == EXPECTED.keys()
 
 
@@ -261,8 +263,8 @@ def test_convert_caffemodel(tmp_path, kw):
     the preprocessing is Caffe's (BGR, 0-255, BGR means)."""
     src, out = tmp_path / "vgg16.caffemodel", tmp_path / "w.npz"
     src.write_bytes(caffemodel(EXPECTED, **kw))
-    weights.convert(src, out, spec=SPEC)
-    params, preprocessing = weights.load_weights(out)
+    imagenet_weights.convert(src, out, spec=SPEC)
+    params, preprocessing = imagenet_weights.load_weights(out)
     assert preprocessing == CAFFE_VGG16 and list(params) == list(EXPECTED)
     for name, want in EXPECTED.items():
         np.testing.assert_array_equal(params[name], want, err_msg=name)
@@ -276,10 +278,10 @@ def test_caffemodel_path_works_for_any_backbone(tmp_path):
     params = narrow_params(("conv1", "conv2", "conv3", "conv4", "conv5"), (2, 3, 2, 3, 2))
     src = tmp_path / "tiny.caffemodel"
     src.write_bytes(caffemodel(params))
-    got = weights.convert(src, tmp_path / "w.npz", arch="tiny", spec=spec)
+    got = imagenet_weights.convert(src, tmp_path / "w.npz", arch="tiny", spec=spec)
     np.testing.assert_array_equal(got["conv5.weight"], params["conv5.weight"])
-    with pytest.raises(weights.WeightsError, match=r"missing 26: conv1_1\.weight .*; unexpected 10: conv1\.weight"):
-        weights.convert(src, tmp_path / "x.npz", spec=SPEC)
+    with pytest.raises(imagenet_weights.WeightsError, match=r"missing 26: conv1_1\.weight .*; unexpected 10: conv1\.weight"):
+        imagenet_weights.convert(src, tmp_path / "x.npz", spec=SPEC)
     assert not (tmp_path / "x.npz").exists()
 
 
@@ -295,14 +297,14 @@ def test_caffemodel_of_models_s_and_m(tmp_path):
         params = OrderedDict((name, values(k, shape).astype(np.float32)) for k, (name, shape) in enumerate(shapes))
         src = tmp_path / f"{spec.name}.caffemodel"
         src.write_bytes(caffemodel(params))
-        got = weights.convert(src, tmp_path / f"{spec.name}.npz", spec=spec)
+        got = imagenet_weights.convert(src, tmp_path / f"{spec.name}.npz", spec=spec)
         assert list(got) == list(params) and got["fc8.weight"].shape == (5, 3)
         if spec.name == "caffenet":
             assert got["conv2.weight"].shape == (4, 2, 5, 5)       # group 2: half of conv1's 4 channels
         del params["conv5.bias"]
         src.write_bytes(caffemodel(params))
-        with pytest.raises(weights.WeightsError, match=r"\(convs 4-4-6-6-4, fc 6-3\): missing 1: conv5\.bias"):
-            weights.convert(src, tmp_path / "x.npz", spec=spec)
+        with pytest.raises(imagenet_weights.WeightsError, match=r"\(convs 4-4-6-6-4, fc 6-3\): missing 1: conv5\.bias"):
+            imagenet_weights.convert(src, tmp_path / "x.npz", spec=spec)
 
 
 @pytest.mark.parametrize("change, match", [
@@ -320,35 +322,37 @@ def test_wrong_architecture_is_refused(tmp_path, change, match):
     change(params)
     src, out = tmp_path / "other.caffemodel", tmp_path / "w.npz"
     src.write_bytes(caffemodel(params))
-    with pytest.raises(weights.WeightsError, match=match) as e:
-        weights.convert(src, out, spec=SPEC)
+    with pytest.raises(imagenet_weights.WeightsError, match=match) as e:
+        imagenet_weights.convert(src, out, spec=SPEC)
     assert "other.caffemodel" in str(e.value) and not out.exists()
 
 
 def test_cli_refuses_narrow_file_for_full_vgg16(tmp_path, capsys):
-    """The CLI checks against the full VGG16 spec: the narrow fixture is refused (exit status 2), the message
-    lists the first shape mismatches, and OUT is not written."""
+    """The CLI checks against the full VGG16 spec: the narrow fixture is refused (one error line, non-zero exit),
+    the message lists the first shape mismatches, and OUT is not written."""
     out = tmp_path / "w.npz"
-    assert weights.main(["convert", str(PTH), str(out), "--arch", "vgg16"]) == 2
-    err = capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        weights.main(["convert", str(PTH), str(out), "--arch", "vgg16"])
+    err = str(e.value.code)
+    assert err.startswith("error: ") and "\n" not in err
     assert "wrong shape 31: conv1_1.weight (2, 3, 3, 3) instead of (64, 3, 3, 3)" in err and "(and 27 more)" in err
     assert not out.exists()
 
 
 def test_unknown_torchvision_arch_and_format(tmp_path):
     """No torchvision table for an architecture, or a file of unknown format: clear errors."""
-    with pytest.raises(weights.WeightsError, match="no torchvision layout is known for backbone 'tiny'"):
-        weights.convert(PTH, tmp_path / "w.npz", spec=get_spec("tiny"))
+    with pytest.raises(imagenet_weights.WeightsError, match="no torchvision layout is known for backbone 'tiny'"):
+        imagenet_weights.convert(PTH, tmp_path / "w.npz", spec=get_spec("tiny"))
     odd = tmp_path / "weights.bin"
     odd.write_bytes(b"\x00" * 16)
-    with pytest.raises(weights.WeightsError, match="cannot tell the format"):
-        weights.convert(odd, tmp_path / "w.npz", spec=SPEC)
+    with pytest.raises(imagenet_weights.WeightsError, match="cannot tell the format"):
+        imagenet_weights.convert(odd, tmp_path / "w.npz", spec=SPEC)
 
 
 def test_torchvision_vgg16_table_follows_the_spec():
     """The table's conv indices are those of torchvision's ``features`` Sequential: each conv is followed by a
     ReLU, and the convs that end a stage by a max pool too (so +2 per conv, +1 per pool), in VGG16's conv order."""
-    spec, table, i = get_spec("vgg16"), weights.TORCHVISION_LAYOUTS["vgg16"], 0
+    spec, table, i = get_spec("vgg16"), imagenet_weights.TORCHVISION_LAYOUTS["vgg16"], 0
     for name, _ in spec.convs:
         assert table[f"features.{i}"] == name
         i += 2 + (name in spec.pools or name == spec.convs[-1][0])
@@ -367,19 +371,19 @@ def test_checksum_mismatch(tmp_path, capsys):
     """Changing one parameter of a converted file makes load_weights fail with the file named, and info report
     the failure (exit status 1)."""
     out = tmp_path / "w.npz"
-    weights.convert(PTH, out, spec=SPEC)
+    imagenet_weights.convert(PTH, out, spec=SPEC)
     assert weights.main(["info", str(out)]) == 0
     assert "checksum:      ok" in capsys.readouterr().out
     _tamper(out)
-    with pytest.raises(weights.WeightsError, match=r"w\.npz: checksum mismatch"):
-        weights.load_weights(out)
+    with pytest.raises(imagenet_weights.WeightsError, match=r"w\.npz: checksum mismatch"):
+        imagenet_weights.load_weights(out)
     assert weights.main(["info", str(out)]) == 1
     assert "FAILED" in capsys.readouterr().out
 
 
 def test_cli_convert_and_info(tmp_path, capsys, monkeypatch):
     """``convert`` then ``info``: arch, source, preprocessing, the parameter table and the checksum status."""
-    monkeypatch.setattr(weights, "get_spec", lambda name: get_spec(name, **NARROW))
+    monkeypatch.setattr(imagenet_weights, "get_spec", lambda name: get_spec(name, **NARROW))
     src, out = tmp_path / "vgg16.caffemodel", tmp_path / "sub" / "w.npz"
     src.write_bytes(caffemodel(EXPECTED))
     assert weights.main(["convert", str(src), str(out), "--arch", "vgg16"]) == 0
@@ -393,24 +397,23 @@ def test_cli_convert_and_info(tmp_path, capsys, monkeypatch):
 
 
 def _narrow_build_model(monkeypatch):
-    from minircnn import models
-    build = models.build_model
-    monkeypatch.setattr(models, "build_model", lambda name, n, **kw: build(name, n, **{**kw, **NARROW}))
+    build = initialization.build_model
+    monkeypatch.setattr(initialization, "build_model", lambda name, n, **kw: build(name, n, **{**kw, **NARROW}))
 
 
 @pytest.mark.parametrize("fmt, wanted, configured", [("pth", TORCHVISION, "caffe_vgg16"),
                                                      ("caffemodel", CAFFE_VGG16, "torchvision")])
 def test_train_initial_model_uses_the_weights_preprocessing(tmp_path, monkeypatch, fmt, wanted, configured):
-    """train.initial_model loads converted weights into the detector (fc8 dropped) and takes the preprocessing
+    """initialization.initial_model loads converted weights into the detector (fc8 dropped) and takes the preprocessing
     from the file, overriding the config's (set here to the other convention on purpose)."""
     _narrow_build_model(monkeypatch)
     src = PTH if fmt == "pth" else tmp_path / "vgg16.caffemodel"
     if fmt == "caffemodel":
         src.write_bytes(caffemodel(EXPECTED))
     out = tmp_path / "w.npz"
-    weights.convert(src, out, spec=SPEC)
+    imagenet_weights.convert(src, out, spec=SPEC)
     config = get_preset("tiny").replace(backbone="vgg16", weights=str(out), preprocessing=configured)
-    model, preprocessing = train.initial_model(config, num_classes=3)
+    model, preprocessing = initialization.initial_model(config, num_classes=3)
     assert preprocessing == wanted
     state = model.state_dict()
     for name in ("conv1_1.weight", "conv5_3.bias", "fc6.weight", "fc7.bias"):
@@ -422,8 +425,8 @@ def test_train_initial_model_refuses_corrupted_weights(tmp_path, monkeypatch):
     """A converted file whose checksum no longer holds stops training with the file named."""
     _narrow_build_model(monkeypatch)
     out = tmp_path / "w.npz"
-    weights.convert(PTH, out, spec=SPEC)
+    imagenet_weights.convert(PTH, out, spec=SPEC)
     _tamper(out)
     config = get_preset("tiny").replace(backbone="vgg16", weights=str(out))
-    with pytest.raises(SystemExit, match=r"w\.npz: checksum mismatch"):
-        train.initial_model(config, num_classes=3)
+    with pytest.raises(imagenet_weights.WeightsError, match=r"w\.npz: checksum mismatch"):
+        initialization.initial_model(config, num_classes=3)

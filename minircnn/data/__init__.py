@@ -14,9 +14,9 @@ from .photos import PHOTO_CLASS_NAMES, generate_photos_dataset
 from .proposals import METHODS as PROPOSAL_METHODS
 from .proposals import (compute_proposals, dense_boxes, load_proposals, load_proposals_mat, proposal_recall,
                         proposals_for_split, save_proposals)
-from .roidb import (RoidbEntry, append_flipped, build_roidb, compute_targets, roidb_from_dataset,
-                    unnormalize_deltas)
-from .sampler import MiniBatch, SamplerConfig, batch_order, get_minibatch, iterate_minibatches, sample_rois
+from .roidb import RoidbEntry, append_flipped, build_roidb, compute_targets, roidb_from_dataset, unnormalize_deltas
+from .sampler import (MiniBatch, SamplerConfig, get_minibatch, images_of_step, iterate_minibatches, minibatch_at,
+                      sample_rois, step_rng)
 from .shapes import CLASS_NAMES as SHAPES_CLASS_NAMES
 from .shapes import (ShapesImage, default_shapes_root, ensure_shapes_dataset, generate_shapes_dataset,
                      render_shapes_image)

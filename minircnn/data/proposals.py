@@ -98,13 +98,26 @@ def _image(dataset, i):
     return item if isinstance(item, np.ndarray) else item.image
 
 
-def _boxes_for_image(dataset, i, method, seed, max_boxes):
-    """One image's proposals. The seed is ``(seed, i)``: the same boxes whichever worker computes them."""
-    image = _image(dataset, i)
+def propose(image, method="ss-fast", max_boxes=2000, seed=0):
+    """One image's proposals by ``method`` (one of :data:`METHODS`): (P, 4) float boxes ``(x1, y1, x2, y2)``.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        method: ``"ss-fast"``, ``"ss-quality"`` (selective search) or ``"dense"`` (sliding windows).
+        max_boxes: at most this many selective-search boxes.
+        seed: seed of selective search's ranking.
+    """
     if method == "dense":
         return dense_boxes(image.shape)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     mode = {"ss-fast": "fast", "ss-quality": "quality"}[method]
-    return selective_search(image, mode=mode, max_boxes=max_boxes, seed=(seed, i))
+    return selective_search(image, mode=mode, max_boxes=max_boxes, seed=seed)
+
+
+def _boxes_for_image(dataset, i, method, seed, max_boxes):
+    """One image's proposals. The seed is ``(seed, i)``: the same boxes whichever worker computes them."""
+    return propose(_image(dataset, i), method, max_boxes, seed=(seed, i))
 
 
 _WORKER_DATASET = None

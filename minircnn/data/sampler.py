@@ -9,19 +9,35 @@ rather than one RoI from each of 128 images. Per image (``FR:lib/roi_data_layer/
   below 0.1 are never used (a heuristic for hard example mining, paper Sec. 2.3);
 * no padding: an image short of candidates contributes fewer RoIs, and the batch has fewer than R (spec §14.10).
 
-Images come in a random permutation of the roidb (originals and flipped copies alike), N at a time, reshuffled
-when fewer than N are left (spec §5). All randomness comes from one ``numpy.random.Generator``.
+The order of the images (spec §5), as training uses it: epoch e is a random permutation of the roidb (originals and
+flipped copies alike) taken N at a time, E = len(roidb) // N steps per epoch; a last group of fewer than N is
+dropped. Every random draw of iteration (or epoch) i comes from its own generator, ``numpy.random.default_rng((seed,
+stream, i))`` (:func:`step_rng`): stream 1 (:data:`ORDER`) the epoch's permutation, stream 2 (:data:`ROIS`) the
+scales and RoIs of the step. So the mini-batch of step i is a pure function of ``(seed, i)``
+(:func:`minibatch_at`): training can prepare it in another thread, and a resumed run sees the same batches.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
+from ..boxes import scatter_classwise
 from .transforms import Preprocessing, images_to_blob, prepare_image
 
-__all__ = ["SamplerConfig", "MiniBatch", "sample_rois", "batch_order", "get_minibatch", "iterate_minibatches"]
+__all__ = ["SamplerConfig", "MiniBatch", "sample_rois", "step_rng", "images_of_step", "get_minibatch", "minibatch_at",
+           "iterate_minibatches", "ORDER", "ROIS", "DROPOUT", "SUBSET"]
+
+#: the random streams of a training run (see the module docstring); dropout masks and the image subset of
+#: ``train_images`` are drawn by training from the same scheme
+ORDER, ROIS, DROPOUT, SUBSET = 1, 2, 3, 4
+
+
+def step_rng(seed, stream, i):
+    """The generator of one random stream at iteration (or epoch) ``i``: a pure function of (seed, stream, i)."""
+    return np.random.default_rng([seed, stream, i])
 
 
 @dataclass(frozen=True)
@@ -119,30 +135,27 @@ def sample_rois(entry, config, rng):
     return keep, labels
 
 
-def batch_order(num_entries, ims_per_batch, rng):
-    """Endless stream of roidb indices, ``ims_per_batch`` at a time (spec §5 data order).
+def images_of_step(i, num_entries, ims_per_batch, seed):
+    """The roidb indices of step ``i`` (spec §5 data order): epoch ``i // E``'s permutation, N at a time.
 
-    Each epoch is a fresh random permutation taken N at a time; when fewer than N indices are left they are dropped
-    and a new permutation starts. (The original code reshuffled already when *exactly* N were left, ``cur + N >=
-    len``, so it also dropped a full last batch; here that batch is used.)
+    Each epoch is a fresh random permutation (stream :data:`ORDER`), E = ``num_entries // N`` steps long; when fewer
+    than N indices are left they are dropped. (The original code reshuffled already when *exactly* N were left,
+    ``cur + N >= len``, so it also dropped a full last batch; here that batch is used.)
 
     Args:
+        i: the step, from 0.
         num_entries: length of the roidb, >= ims_per_batch.
         ims_per_batch: N.
-        rng: ``numpy.random.Generator``.
+        seed: the run's seed.
 
     Returns:
-        An iterator of (N,) int64 arrays of indices into the roidb.
+        (N,) int64 indices into the roidb.
     """
     if num_entries < ims_per_batch:
-        raise ValueError(f"num_entries ({num_entries}) must be at least ims_per_batch ({ims_per_batch})")
-
-    def epochs():
-        while True:
-            perm = rng.permutation(num_entries)
-            for start in range(0, num_entries - ims_per_batch + 1, ims_per_batch):
-                yield perm[start:start + ims_per_batch]
-    return epochs()
+        raise ValueError(f"the roidb has {num_entries} entries, fewer than ims_per_batch ({ims_per_batch})")
+    epoch, pos = divmod(i, num_entries // ims_per_batch)
+    order = step_rng(seed, ORDER, epoch).permutation(num_entries)
+    return order[pos * ims_per_batch:(pos + 1) * ims_per_batch]
 
 
 def _regression_blobs(entry, keep, labels, num_classes):
@@ -154,13 +167,8 @@ def _regression_blobs(entry, keep, labels, num_classes):
     Returns:
         targets, weights: (len(keep), 4 * num_classes) float32 arrays.
     """
-    t = np.zeros((keep.size, num_classes, 4), dtype=np.float32)
-    w = np.zeros_like(t)
-    cls = entry.target_classes[keep]
-    rows = np.flatnonzero((labels > 0) & (cls > 0))
-    t[rows, cls[rows]] = entry.bbox_targets[keep[rows]]
-    w[rows, cls[rows]] = 1.0
-    return t.reshape(keep.size, 4 * num_classes), w.reshape(keep.size, 4 * num_classes)
+    cls = np.where(labels > 0, entry.target_classes[keep], 0)
+    return scatter_classwise(entry.bbox_targets[keep].astype(np.float32), cls, num_classes)
 
 
 def get_minibatch(entries, load_image, num_classes, preprocessing, config, rng):
@@ -213,8 +221,20 @@ def get_minibatch(entries, load_image, num_classes, preprocessing, config, rng):
                      np.concatenate(targets), np.concatenate(weights))
 
 
+def minibatch_at(i, roidb, load_image, num_classes, preprocessing, config, seed):
+    """The mini-batch of step ``i``: :func:`images_of_step`, then :func:`get_minibatch` with stream :data:`ROIS`.
+
+    Args:
+        i: the step, from 0.
+        roidb, load_image, num_classes, preprocessing, config: see :func:`get_minibatch`.
+        seed: the run's seed; the batch is a pure function of ``(seed, i)``.
+    """
+    entries = [roidb[j] for j in images_of_step(i, len(roidb), config.ims_per_batch, seed)]
+    return get_minibatch(entries, load_image, num_classes, preprocessing, config, step_rng(seed, ROIS, i))
+
+
 def iterate_minibatches(roidb, load_image, num_classes, preprocessing, config=None, seed=0):
-    """Endless stream of training mini-batches over a roidb: :func:`batch_order` then :func:`get_minibatch`.
+    """Endless stream of training mini-batches over a roidb: :func:`minibatch_at` for steps 0, 1, 2, ...
 
     Args:
         roidb: list of :class:`~minircnn.data.roidb.RoidbEntry` with targets (flipped copies included).
@@ -222,14 +242,11 @@ def iterate_minibatches(roidb, load_image, num_classes, preprocessing, config=No
         num_classes: number of classes including background.
         preprocessing: the weights' :class:`~minircnn.data.transforms.Preprocessing`.
         config: a :class:`SamplerConfig` (default: the paper's numbers).
-        seed: seed of the one ``numpy.random.Generator`` behind the order, the scales and the RoI choice; the same
-            seed gives the same stream.
+        seed: the run's seed; the same seed gives the same stream (the one training sees).
 
     Returns:
         An iterator of :class:`MiniBatch`, one per SGD step.
     """
     config = SamplerConfig() if config is None else config
-    rng = np.random.default_rng(seed)
-    order = batch_order(len(roidb), config.ims_per_batch, rng)          # checks the roidb length now
-    return (get_minibatch([roidb[i] for i in inds], load_image, num_classes, preprocessing, config, rng)
-            for inds in order)
+    images_of_step(0, len(roidb), config.ims_per_batch, seed)          # checks the roidb length now
+    return (minibatch_at(i, roidb, load_image, num_classes, preprocessing, config, seed) for i in itertools.count())

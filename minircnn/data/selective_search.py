@@ -24,8 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .segmentation import (Regions, adjacent_pairs, colour_codes, colour_space, region_features, segment,
-                           texture_codes)
+from .segmentation import Regions, adjacent_pairs, colour_codes, colour_space, region_features, segment, texture_codes
 
 __all__ = ["MODES", "pair_similarity", "Hierarchy", "merge_hierarchy", "rank_boxes", "selective_search"]
 

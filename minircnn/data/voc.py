@@ -211,6 +211,24 @@ def _read_only(a):
     return a
 
 
+def read_image(path) -> np.ndarray:
+    """Decode an image file (JPEG, PNG, ...) into (H, W, 3) uint8 RGB (grey, palette and RGBA images are converted;
+    EXIF orientation is not applied, like the original code's OpenCV reader).
+
+    Raises:
+        FileNotFoundError: no such file.
+        VOCFormatError: the file is not an image PIL can decode (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as e:  # PIL: UnidentifiedImageError, truncated data, ...
+        raise VOCFormatError(f"{path}: cannot decode the image: {e}") from None
+
+
 class VOCDataset:
     """A split of a VOC-format dataset.
 
@@ -367,11 +385,7 @@ class VOCDataset:
             VOCFormatError: the file is not a decodable image, or its size differs from the annotation's.
         """
         path = self.image_path(i)
-        try:
-            with Image.open(path) as im:
-                image = np.asarray(im.convert("RGB"))
-        except (OSError, SyntaxError, ValueError) as e:  # PIL: UnidentifiedImageError, truncated data, ...
-            raise VOCFormatError(f"{path}: cannot decode the image: {e}") from None
+        image = read_image(path)
         height, width = self.image_size(i)
         if image.shape[:2] != (height, width):
             raise VOCFormatError(f"{path}: image is {image.shape[1]}x{image.shape[0]} but "

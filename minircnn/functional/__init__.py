@@ -3,6 +3,7 @@
 Every forward returns ``(y, cache)``; every backward takes ``(dy, cache)`` and returns the gradients of the
 differentiable inputs. Losses return ``(loss, dinput)``. All run on NumPy or CuPy arrays alike.
 """
+from ._checks import NonFiniteError
 from .activations import dropout_backward, dropout_forward, relu_backward, relu_forward
 from .conv import conv2d_backward, conv2d_forward, conv_output_size
 from .linear import linear_backward, linear_forward

@@ -12,37 +12,36 @@ up to float rounding order.
 from __future__ import annotations
 
 import ctypes
-import glob
-import os
 
 import numpy as np
+
+from ..threads import openblas_path
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
 def _load_gemm():
-    """{dtype: (cblas function, integer type)} from the OpenBLAS shipped inside NumPy's wheel, or {}."""
-    here = os.path.dirname(np.__file__)
-    libs = glob.glob(os.path.join(here, "..", "numpy.libs", "*openblas*")) + glob.glob(os.path.join(here, ".libs",
-                                                                                                    "*openblas*"))
-    for path in libs:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix, int_t in (("scipy_", "64_", ctypes.c_int64), ("", "64_", ctypes.c_int64),
-                                      ("scipy_", "", ctypes.c_int), ("", "", ctypes.c_int)):
-            found = {}
-            for dtype, name, real in ((np.float32, "sgemm", ctypes.c_float), (np.float64, "dgemm", ctypes.c_double)):
-                fn = getattr(lib, f"{prefix}cblas_{name}{suffix}", None)
-                if fn is None:
-                    break
-                fn.restype = None
-                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t, real, ctypes.c_void_p,
-                               int_t, ctypes.c_void_p, int_t, real, ctypes.c_void_p, int_t]
-                found[np.dtype(dtype)] = fn
-            if len(found) == 2:
-                return found
+    """{dtype: cblas function} from the OpenBLAS NumPy calls (:func:`minircnn.threads.openblas_path`), or {}."""
+    path = openblas_path()
+    try:
+        lib = ctypes.CDLL(path) if path else None
+    except OSError:
+        lib = None
+    if lib is None:
+        return {}
+    for prefix, suffix, int_t in (("scipy_", "64_", ctypes.c_int64), ("", "64_", ctypes.c_int64),
+                                  ("scipy_", "", ctypes.c_int), ("", "", ctypes.c_int)):
+        found = {}
+        for dtype, name, real in ((np.float32, "sgemm", ctypes.c_float), (np.float64, "dgemm", ctypes.c_double)):
+            fn = getattr(lib, f"{prefix}cblas_{name}{suffix}", None)
+            if fn is None:
+                break
+            fn.restype = None
+            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t, real, ctypes.c_void_p,
+                           int_t, ctypes.c_void_p, int_t, real, ctypes.c_void_p, int_t]
+            found[np.dtype(dtype)] = fn
+        if len(found) == 2:
+            return found
     return {}
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 from ..backend import get_array_module
 
 
+class NonFiniteError(ValueError):
+    """An input holds NaN or infinite values: in training, the sign that the weights have overflowed."""
+
+
 def check_array(name: str, a, ndim: int | None = None, shape_doc: str = "", floating: bool = True,
                 finite: bool = False):
     """Check an array argument and return it unchanged.
@@ -17,7 +21,8 @@ def check_array(name: str, a, ndim: int | None = None, shape_doc: str = "", floa
         finite: require every element to be finite (one extra pass over the data).
 
     Raises:
-        ValueError: not an array, wrong ndim, non-floating dtype or non-finite values.
+        ValueError: not an array, wrong ndim or non-floating dtype; :class:`NonFiniteError` (a ValueError):
+            non-finite values.
     """
     if not hasattr(a, "shape") or not hasattr(a, "dtype"):
         raise ValueError(f"{name} must be a NumPy or CuPy array of shape {shape_doc}, got {type(a).__name__}")
@@ -27,7 +32,7 @@ def check_array(name: str, a, ndim: int | None = None, shape_doc: str = "", floa
     if floating and not xp.issubdtype(a.dtype, xp.floating):
         raise ValueError(f"{name} must have a floating dtype (float32 or float64), got {a.dtype}")
     if finite and a.size and not bool(xp.isfinite(a).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise NonFiniteError(f"{name} contains NaN or infinite values")
     return a
 
 

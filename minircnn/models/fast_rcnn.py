@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import functional as F
 from ..backend import get_array_module
+from ..boxes import scatter_classwise
 from ..nn import Dropout, Linear, Network, ReLU, RoIPool, gaussian_, he_normal_, plan_backward
 from .backbones import FC_LAYERS, BackboneSpec, build_backbone, get_spec
 
@@ -49,10 +50,7 @@ def bbox_loss_weights(labels, num_classes: int, dtype=np.float32):
         (R, 4 * num_classes) array of 0 and 1 (NumPy or CuPy, like labels).
     """
     xp = get_array_module(labels)
-    w = xp.zeros((labels.shape[0], num_classes, 4), dtype=dtype)
-    fg = xp.flatnonzero(labels > 0)
-    w[fg, labels[fg]] = 1
-    return w.reshape(labels.shape[0], 4 * num_classes)
+    return scatter_classwise(xp.zeros((labels.shape[0], 4), dtype=dtype), labels, num_classes)[1]
 
 
 def multitask_loss(scores, deltas, labels, bbox_targets, bbox_weights=None, bbox_loss_weight: float = 1.0):
@@ -171,7 +169,7 @@ class FastRCNN(Network):
         """Rebuild a model from its :attr:`config` (e.g. read back from a checkpoint)."""
         model = cls(BackboneSpec.from_dict(config["spec"]), config["num_classes"], seed=seed, dtype=dtype, init=init)
         if config.get("svd"):                     # the factored layers' shapes; their values come from the file
-            from ..svd import factor_layers
+            from ..inference.svd import factor_layers
             factor_layers(model, config["svd"])
         return model
 

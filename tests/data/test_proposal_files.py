@@ -4,7 +4,7 @@ import pytest
 import scipy.io
 
 from minircnn import train
-from minircnn.config import get_preset
+from minircnn.training.config import get_preset
 from minircnn.data import VOCDataset, generate_shapes_dataset
 from minircnn.data.proposal_files import is_proposal_file, save_proposals, split_proposal_file
 from minircnn.data.proposals import proposals_for_split

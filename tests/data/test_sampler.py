@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from minircnn.data.roidb import append_flipped, build_roidb, compute_targets
-from minircnn.data.sampler import (MiniBatch, SamplerConfig, batch_order, get_minibatch, iterate_minibatches,
-                                   sample_rois)
+from minircnn.data.sampler import (MiniBatch, SamplerConfig, get_minibatch, images_of_step, iterate_minibatches,
+                                   minibatch_at, sample_rois)
 from minircnn.data.transforms import PLAIN, prepare_image
 
 NUM_CLASSES = 4
@@ -89,19 +89,29 @@ def test_no_padding_when_candidates_are_short():
 
 # ---------------------------------------------------------------------------------------------------- data order
 @pytest.mark.parametrize("n, per_epoch", [(5, 2), (4, 2), (2, 1)])
-def test_batch_order_is_a_permutation_taken_n_at_a_time(n, per_epoch):
+def test_images_of_step_is_a_permutation_taken_n_at_a_time(n, per_epoch):
     """With N = 2, each epoch is a fresh permutation cut into floor(n / 2) disjoint batches; a tail shorter than N
     is dropped (5 entries: one left out per epoch), a full last batch is used (4 entries: both batches)."""
-    order = batch_order(n, 2, np.random.default_rng(0))
-    seen = set()
-    for _ in range(20):
-        epoch = [next(order) for _ in range(per_epoch)]
+    seen, epochs = set(), []
+    for e in range(20):
+        epoch = [images_of_step(e * per_epoch + k, n, 2, seed=0) for k in range(per_epoch)]
         flat = np.concatenate(epoch)
         assert len(set(flat.tolist())) == len(flat) == 2 * per_epoch
         seen.update(flat.tolist())
+        epochs.append(flat.tolist())
     assert seen == set(range(n))
-    with pytest.raises(ValueError, match="num_entries"):
-        batch_order(1, 2, np.random.default_rng(0))
+    if n > 2:
+        assert len({tuple(e) for e in epochs}) > 1, "every epoch drew the same order"
+    with pytest.raises(ValueError, match="fewer than ims_per_batch"):
+        images_of_step(0, 1, 2, seed=0)
+
+
+def test_images_of_step_depends_only_on_seed_and_step():
+    """The images of step i are a pure function of (seed, i): asked twice, or out of order, they are the same; another
+    seed gives another order."""
+    first = [images_of_step(i, 10, 2, seed=3).tolist() for i in range(12)]
+    assert [images_of_step(i, 10, 2, seed=3).tolist() for i in reversed(range(12))][::-1] == first
+    assert [images_of_step(i, 10, 2, seed=4).tolist() for i in range(12)] != first
 
 
 # ---------------------------------------------------------------------------------------------------- mini-batch
@@ -161,6 +171,9 @@ def test_same_seed_same_batches():
         for u, v in zip(x, y):
             np.testing.assert_array_equal(u, v)
     assert any(x.rois.shape != z.rois.shape or not np.array_equal(x.rois, z.rois) for x, z in zip(a, c))
+    for i, x in enumerate(a):            # the stream is minibatch_at(0), minibatch_at(1), ...: what training uses
+        for u, v in zip(x, minibatch_at(i, roidb, load_image, NUM_CLASSES, PLAIN, cfg, seed=7)):
+            np.testing.assert_array_equal(u, v)
 
 
 # -------------------------------------------------------------------------------------------------------- config

@@ -6,7 +6,7 @@ import pytest
 from minircnn.backend import asnumpy
 from minircnn.gradcheck import EXACT_ATOL, GRAD_RTOL, numerical_gradient, rel_error, tie_free
 from minircnn.models import FastRCNN, bbox_loss_weights, build_model, multitask_loss
-from minircnn.optim import SGD
+from minircnn.training.optim import SGD
 
 NUM_CLASSES = 3                                      # K + 1: two object classes and background
 NARROW = dict(channels=(2, 2, 3, 3, 3), roi_size=2, fc_width=6)

@@ -5,8 +5,8 @@ import pytest
 
 from minircnn import functional as F
 from minircnn.gradcheck import GRAD_RTOL, check_backward, tie_free
-from minircnn.nn import (LRN, Conv2d, Dropout, Linear, MaxPool2d, Network, ReLU, RoIPool, Sequential,
-                         StateDictError, he_normal_, plan_backward)
+from minircnn.nn import (LRN, Conv2d, Dropout, Linear, MaxPool2d, Network, ReLU, RoIPool, Sequential, StateDictError,
+                         he_normal_, plan_backward)
 
 
 def conv(name="conv", c_in=2, c_out=3, seed=0, dtype=np.float64):

@@ -3,7 +3,7 @@
 A lesson that compares training choices (which layers to fine-tune, lambda, how much data, ...) calls
 :func:`train_detector` once per variant::
 
-    from minircnn.experiments import FAST, lesson_dataset, train_detector
+    from minircnn.lab.experiments import FAST, lesson_dataset, train_detector
     root = lesson_dataset()
     full = train_detector("lambda1", root)                        # the tiny preset, as `python -m minircnn.train`
     cls_only = train_detector("lambda0", root, bbox_loss_weight=0)
@@ -63,7 +63,7 @@ def scratch_dir() -> Path:
 def lesson_dataset(trainval: int = 6, test: int = 3) -> Path:
     """Root of the dataset the experiments use: the built-in shapes dataset (``data/shapes``, generated on first
     use), or with ``MINIRCNN_FAST`` a small one of ``trainval`` + ``test`` images in a temporary folder."""
-    from .data import ensure_shapes_dataset, generate_shapes_dataset
+    from ..data import ensure_shapes_dataset, generate_shapes_dataset
     if not FAST:
         return ensure_shapes_dataset()
     root = scratch_dir() / f"shapes_{trainval}_{test}"
@@ -86,8 +86,8 @@ def train_detector(tag: str, root, evaluate: bool = True, progress: bool = True,
     Returns:
         :class:`Run`. A folder that already holds a finished run of the same config is read back, not retrained.
     """
-    from .config import get_preset
-    from .train import train
+    from ..training.config import get_preset
+    from ..training.loop import train
     config = get_preset("tiny").replace(data=str(root), **changes)
     if FAST:     # the lesson's own changes win, except the length of the run and pretraining (minutes in CI)
         forced = ("iters", "weights") if config.weights == "pretrained" else ("iters",)
@@ -116,14 +116,16 @@ def training_minibatch(config, preprocessing, i: int = 0):
         :class:`~minircnn.data.sampler.MiniBatch` (``blob``, ``rois``, ``labels``, ``bbox_targets``,
         ``bbox_weights``).
     """
-    from .data import VOCDataset
-    from .data.proposals import proposals_for_split
-    from .train import ImageCache, build_training_roidb, dataset_root, minibatch_at
+    from ..data import VOCDataset
+    from ..data.proposals import proposals_for_split
+    from ..training.minibatches import ImageCache, build_training_roidb
+    from ..training.loop import dataset_root
+    from ..training.minibatches import training_minibatch
     train_set = VOCDataset(dataset_root(config), config.train_split)
     proposals = proposals_for_split(train_set, method=config.proposals, max_boxes=config.max_proposals,
                                     progress=False)
     roidb, _, _ = build_training_roidb(train_set, proposals, config)
-    return minibatch_at(i, roidb, ImageCache(train_set), train_set.num_classes, preprocessing, config)
+    return training_minibatch(i, roidb, ImageCache(train_set), train_set.num_classes, preprocessing, config)
 
 
 def test_split_of(run: Run, progress: bool = False):
@@ -133,9 +135,9 @@ def test_split_of(run: Run, progress: bool = False):
         (dataset, proposals): the test :class:`~minircnn.data.VOCDataset` and a list of (n_i, 4) float32 boxes per
         image.
     """
-    from .data import VOCDataset
-    from .data.proposals import proposals_for_split
-    from .train import dataset_root
+    from ..data import VOCDataset
+    from ..data.proposals import proposals_for_split
+    from ..training.loop import dataset_root
     config = run.config
     dataset = VOCDataset(dataset_root(config), config.test_split)
     return dataset, proposals_for_split(dataset, method=config.proposals, max_boxes=config.max_proposals,
@@ -150,8 +152,8 @@ def detect_test_split(run: Run, bbox_reg: bool = True, progress: bool = False):
         (dataset, (boxes, labels, scores)): the test :class:`~minircnn.data.VOCDataset` and the lists of
         :func:`minircnn.evaluate.detect_split` (score them with :func:`minircnn.evaluate.score_detections`).
     """
-    from .checkpoint import load_checkpoint
-    from .evaluate import detect_split
+    from ..training.checkpoint import load_checkpoint
+    from ..inference.im_detect import detect_split
     ckpt = load_checkpoint(run.checkpoint)
     dataset, proposals = test_split_of(run._replace(config=ckpt.config), progress)
     return dataset, detect_split(ckpt.model, dataset, proposals, ckpt.bbox_means, ckpt.bbox_stds,
@@ -177,7 +179,7 @@ def map_spread(dataset, boxes, labels, scores, samples: int = 200, seed: int = 0
     """
     import numpy as np
 
-    from .evaluation import eval_detection_voc
+    from ..evaluation import eval_detection_voc
     notes = [dataset.annotation(i) for i in range(len(dataset))]
     rng = np.random.default_rng(seed)
     maps = []
@@ -229,7 +231,7 @@ def detector_outputs(ckpt, dataset, proposals, config=None, bbox_reg=True, progr
     """
     from tqdm import tqdm
 
-    from .evaluate import im_detect
+    from ..inference.im_detect import im_detect
     config = config or ckpt.config
     return [im_detect(ckpt.model, dataset.load_image(i), proposals[i], ckpt.bbox_means, ckpt.bbox_stds,
                       ckpt.preprocessing, config.test_scales or config.test_scale, config.test_max_size, bbox_reg)
@@ -250,7 +252,7 @@ def apply_protocol(outputs, config, top=None, **changes):
     Returns:
         lists (boxes, labels, scores), one entry per image, as :func:`~minircnn.evaluate.detect_split`.
     """
-    from .protocols import make_protocol
+    from ..inference.protocols import make_protocol
     config = config.replace(**changes)
     num_classes = outputs[0][0].shape[1] if outputs else 1
     chosen = make_protocol(config.protocol, num_classes, len(outputs), config.score_thresh, config.nms_thresh,

@@ -24,8 +24,8 @@ from itertools import zip_longest
 
 import numpy as np
 
-from .backend import asnumpy
-from .boxes import iou
+from ..backend import asnumpy
+from ..boxes import iou
 
 __all__ = ["COCO_IOUS", "eval_detection_coco_style", "eval_detection_voc", "precision_recall", "voc_ap"]
 

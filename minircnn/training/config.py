@@ -1,7 +1,7 @@
 """Training configuration: one dataclass, named presets, and the rule for overriding them.
 
 * ``tiny`` (the default): the tiny backbone, pretrained on the generated ImageNet stand-in
-  (:mod:`minircnn.pretrain`), fine-tuned on the built-in shapes dataset in a few CPU minutes: lr 0.01 for 2250
+  (:mod:`minircnn.training.pretrain`), fine-tuned on the built-in shapes dataset in a few CPU minutes: lr 0.01 for 2250
   iterations, then 0.001 up to 3000; no dropout; a 7x7 RoI grid (fc6 resampled from the classifier's 4x4 one);
   shorter side 288. Chosen by experiment (``benchmarks/recipe_grid.py``, tables in ``benchmarks/RESULTS.md``): the
   earlier recipe (lr 0.005, dropout 0.5, a 4x4 grid, 1200 iterations) stopped at VOC07 mAP 0.49 with a flat box
@@ -23,6 +23,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, fields
+
+from ..data.sampler import SamplerConfig
+
+#: the sampler's defaults are the paper's (spec §4, §6); the training config takes them from there
+_PAPER = SamplerConfig()
 
 #: the keys of ``minircnn.models.BACKBONES`` (spelled out so that reading a config does not import the models)
 BACKBONE_NAMES = ("tiny", "caffenet", "vgg_cnn_m_1024", "vgg16")
@@ -63,9 +68,9 @@ class TrainConfig:
         bbox_loss_weight: lambda of the multi-task loss (Eq. 1); 0 trains classification only (Table 6).
         train_images: train on this many images of the training split (a seeded random subset, nested: the first
             n of one fixed permutation, so a smaller subset lies inside a larger one); 0: all of them.
-        seed: every random draw of the run derives from it (see :mod:`minircnn.train`).
+        seed: every random draw of the run derives from it (see :mod:`minircnn.training.minibatches`).
         checkpoint_every: write ``checkpoint.npz`` every this many iterations (and at the end).
-        blas_threads: BLAS threads (0: one per core; 1 by default, see :func:`set_blas_threads`).
+        blas_threads: BLAS threads (0: one per core; 1 by default, see :mod:`minircnn.threads`).
         dropout: drop probability after relu6 and relu7; None: the backbone's own (0.5, the paper's).
         roi_size: the RoI pool grid of a detector made from a classifier; None: the classifier's pool5 grid (the
             paper's transformation 1). Another size resizes fc6's weights to it (:func:`minircnn.models.resize_fc6`).
@@ -83,9 +88,9 @@ class TrainConfig:
     weight_decay: float = 0.0005
     gamma: float = 0.1
     stepsize: int | None = 2250
-    ims_per_batch: int = 2
-    batch_size: int = 128
-    fg_fraction: float = 0.25
+    ims_per_batch: int = _PAPER.ims_per_batch
+    batch_size: int = _PAPER.batch_size
+    fg_fraction: float = _PAPER.fg_fraction
     scales: tuple = (288,)
     max_size: int = 480
     test_scale: int = 288
@@ -126,12 +131,18 @@ class TrainConfig:
             raise ValueError(f"roi_size must be >= 1, got {self.roi_size!r}")
         if self.iters < 1 or self.checkpoint_every < 1:
             raise ValueError("iters and checkpoint_every must be >= 1")
-        from .data.proposal_files import is_proposal_file
+        from ..data.proposal_files import is_proposal_file
         if self.proposals not in ("ss-fast", "ss-quality", "dense") and not is_proposal_file(self.proposals):
             raise ValueError(f"proposals must be ss-fast, ss-quality, dense or proposal files (a path with {{split}}, "
                              f"a folder, or a .mat/.npz file), got {self.proposals!r}")
         if self.weights == "pretrained" and self.backbone != "tiny":
             raise ValueError("weights='pretrained' exists for the tiny backbone only; give an .npz path or 'none'")
+
+    @property
+    def sampler(self) -> SamplerConfig:
+        """The mini-batch sampler's numbers (:class:`~minircnn.data.sampler.SamplerConfig`) of this config."""
+        return SamplerConfig(ims_per_batch=self.ims_per_batch, batch_size=self.batch_size,
+                             fg_fraction=self.fg_fraction, scales=self.scales, max_size=self.max_size)
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed; unknown keys are rejected with the list of known ones."""
@@ -163,8 +174,8 @@ PRESETS = {
     "tiny": TrainConfig(dropout=0.0, roi_size=7),
     "vgg16_voc07": TrainConfig(
         preset="vgg16_voc07", backbone="vgg16", weights="none", preprocessing="caffe_vgg16",
-        iters=40000, base_lr=0.001, stepsize=30000, scales=(600,), max_size=1000, test_scale=600,
-        test_max_size=1000, checkpoint_every=10000, seed=3),
+        iters=40000, base_lr=0.001, stepsize=30000, scales=_PAPER.scales, max_size=_PAPER.max_size,
+        test_scale=_PAPER.scales[0], test_max_size=_PAPER.max_size, checkpoint_every=10000, seed=3),
 }
 # models S and M: VGG16's preset with their backbone (same solver, iterations, scales and BGR means, spec §3-4)
 PRESETS["caffenet_voc07"] = PRESETS["vgg16_voc07"].replace(preset="caffenet_voc07", backbone="caffenet")
@@ -177,33 +188,3 @@ def get_preset(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name]
-
-
-def set_blas_threads(n: int) -> int:
-    """Set the number of OpenBLAS threads NumPy uses, at run time; returns the number set (0 if not possible).
-
-    Why it matters here: OpenBLAS threads busy-wait for work. On a 2-core machine shared with another process, two
-    BLAS threads made a pretraining step 7x slower than one (3.5 s against 0.45 s, measured), so the presets use 1.
-
-    Args:
-        n: threads; 0 means one per core.
-    """
-    import ctypes
-    import glob
-    import os
-
-    import numpy as np
-    n = int(n) or (os.cpu_count() or 1)
-    here = os.path.dirname(np.__file__)
-    for path in glob.glob(os.path.join(here, "..", "numpy.libs", "*openblas*")) + glob.glob(
-            os.path.join(here, ".libs", "*openblas*")):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for symbol in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                       "openblas_set_num_threads"):
-            if hasattr(lib, symbol):
-                getattr(lib, symbol)(ctypes.c_int(n))
-                return n
-    return 0

@@ -24,7 +24,7 @@ import heapq
 
 import numpy as np
 
-from .boxes import batched_nms
+from ..boxes import batched_nms
 
 PROTOCOLS = ("simple", "paper")
 PAPER_MEAN_PER_CLASS = 40     # FR: max_per_set = 40 * num_images

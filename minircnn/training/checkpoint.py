@@ -29,10 +29,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..data.transforms import Preprocessing
+from ..io import atomic_save_npz, read_npz
+from ..models import FastRCNN
 from .config import TrainConfig
-from .data.transforms import Preprocessing
-from .io import atomic_save_npz
-from .models import FastRCNN
 
 
 class Checkpoint(NamedTuple):
@@ -86,8 +86,7 @@ def load_checkpoint(path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    with np.load(path, allow_pickle=False) as f:
-        data = {k: f[k] for k in f.files}
+    data = read_npz(path)
     missing = {"model_config", "config", "class_names", "bbox_means", "bbox_stds", "preprocessing",
                "iteration"} - set(data)
     if missing:
@@ -99,3 +98,19 @@ def load_checkpoint(path) -> Checkpoint:
     return Checkpoint(model, solver_state, int(data["iteration"]), int(data["rng/seed"]),
                       TrainConfig.from_dict(json.loads(str(data["config"]))),
                       tuple(str(c) for c in data["class_names"]), data["bbox_means"], data["bbox_stds"], preprocessing)
+
+
+def load_config(path) -> TrainConfig:
+    """Only the training config stored in a checkpoint (cheaper than :func:`load_checkpoint`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a minircnn checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    data = read_npz(path)
+    if "config" not in data:
+        raise ValueError(f"{path} is not a minircnn training checkpoint: it has no config")
+    return TrainConfig.from_dict(json.loads(str(data["config"])))

@@ -20,11 +20,10 @@ minircnn.evaluate`` / ``python -m minircnn.detect``. A compressed model saves an
 """
 from __future__ import annotations
 
-import argparse
 import numbers
 
-from .backend import get_array_module
-from .nn import Linear, Network
+from ..backend import get_array_module
+from ..nn import Linear, Network
 
 COMPRESSIBLE = ("fc6", "fc7")          # the layers the paper compresses; the heads are small
 PAPER_RANKS = {"fc6": 1024, "fc7": 256}
@@ -120,17 +119,3 @@ def compress(model, ranks=None):
         low.params["weight"], up.params["weight"] = truncated_svd(old.params["weight"], ranks[name])
         up.params["bias"] = old.params["bias"].copy()
     return model
-
-
-def parse_ranks(text: str) -> dict:
-    """``"fc6=1024,fc7=256"`` -> ``{"fc6": 1024, "fc7": 256}`` (an argparse ``type``: errors name the flag)."""
-    ranks = {}
-    for item in text.split(","):
-        name, sep, value = item.strip().partition("=")
-        if not sep or not name.strip() or not value.strip().isdigit():
-            raise argparse.ArgumentTypeError(f"expected LAYER=RANK[,LAYER=RANK...] such as fc6=1024,fc7=256, "
-                                             f"got {text!r}")
-        if name.strip() in ranks:
-            raise argparse.ArgumentTypeError(f"{name.strip()} is given twice in {text!r}")
-        ranks[name.strip()] = int(value)
-    return ranks

@@ -38,8 +38,8 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from .backend import asnumpy
-from .boxes import clip_boxes, iou
+from ..backend import asnumpy
+from ..boxes import clip_boxes, iou
 
 TARGET_NORM = 20.0          # R-CNN: features scaled so that their mean L2 norm is 20
 NEG_IOU_THRESH = 0.3        # a proposal is a class-k negative if its IoU with every class-k gt box is below this
@@ -87,8 +87,10 @@ def train_svm(X, y, C=0.001, pos_weight=2.0, bias_scale=10.0, init=None, tol=1e-
     from scipy.optimize import minimize
     X = np.asarray(X, dtype=np.float64)
     x0 = np.zeros(X.shape[1] + 1) if init is None else np.concatenate([np.ravel(init[0]), [init[1]]])
+    # maxls: with a large C the objective is badly conditioned, and scipy's default of 20 line-search steps can give
+    # up far from the minimum (an "ABNORMAL" stop, seen with scipy 1.17 on the max-margin test)
     res = minimize(svm_objective, x0, args=(X, y, C, pos_weight, bias_scale), jac=True, method="L-BFGS-B",
-                   options={"gtol": tol, "ftol": 0.0, "maxiter": max_iter, "maxcor": 20})
+                   options={"gtol": tol, "ftol": 0.0, "maxiter": max_iter, "maxcor": 20, "maxls": 100})
     return res.x[:-1], float(res.x[-1])
 
 
@@ -254,7 +256,7 @@ def collect_features(model, dataset, proposals, preprocessing, scale, max_size, 
     Returns:
         :class:`FeatureSet`.
     """
-    from .data import prepare_image
+    from ..data import prepare_image
     rng = np.random.default_rng(seed)
     k1 = dataset.num_classes
     gt_f, gt_l, feats, overlaps = [], [], [], []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import asnumpy, get_array_module
+from ..backend import asnumpy, get_array_module
 
 
 class SGD:
