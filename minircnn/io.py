@@ -155,5 +155,5 @@ def read_npz(path) -> dict:
                 raise ValueError("a single .npy array, not an .npz archive")
             return {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError) as e:
-        reason = "it holds pickled objects" if "pickle" in str(e) else str(e)
-        raise ValueError(f"{path}: not an .npz file of arrays written by minircnn ({reason})") from None
+        reason = "not a NumPy .npz archive" if "pickle" in str(e) else str(e)      # NumPy's guess for other files
+        raise ValueError(f"{path}: cannot read it as an .npz file of arrays ({reason})") from None

@@ -128,19 +128,20 @@ def check_resume_flags(args, ckpt_config, path) -> None:
     Raises:
         ValueError: a flag differs from the checkpoint's config.
     """
-    asked = overrides(args)
-    asked.pop("iters", None)
-    if args.preset is not None:
-        asked["preset"] = args.preset
-    resolved = ckpt_config.replace(**asked)            # the values as the config normalises them (tuples, ...)
-    differ = [key for key in asked if getattr(resolved, key) != getattr(ckpt_config, key)]
+    differ = []
+    given = [flag for flag in OVERRIDES if flag != "iters" and getattr(args, flag) is not None]
+    for flag in given + (["preset"] if args.preset is not None else []):
+        alone = argparse.Namespace(**{f: None for f in OVERRIDES})
+        setattr(alone, flag, getattr(args, flag))
+        asked = {"preset": args.preset} if flag == "preset" else overrides(alone)
+        resolved = ckpt_config.replace(**asked)        # the values as the config normalises them (tuples, ...)
+        keys = [key for key in asked if getattr(resolved, key) != getattr(ckpt_config, key)]
+        if keys:
+            held = ", ".join(f"{key}={_show(getattr(ckpt_config, key))}" for key in keys)
+            differ.append(f"--{flag.replace('_', '-')} {_show(getattr(args, flag))} (the checkpoint has {held})")
     if differ:
-        flag = {key: "--" + flag.replace("_", "-") for flag, key in OVERRIDES.items() if key}
-        flag.update(preset="--preset", test_scale="--scale", max_size="--max-size/--scale",
-                    test_max_size="--max-size/--scale")
-        raise ValueError("--resume continues with the checkpoint's config (only --iters may change it): "
-                         + "; ".join(f"{flag.get(key, key)} gives {key}={_show(getattr(resolved, key))}, the "
-                                     f"checkpoint {path} has {_show(getattr(ckpt_config, key))}" for key in differ))
+        raise ValueError(f"--resume continues with the config of {path}; only --iters may change it, but "
+                         + "; ".join(differ))
 
 
 def _show(value):

@@ -190,15 +190,16 @@ def _parse_xml(path: Path) -> _RawAnnotation:
 def _checked_boxes(boxes, height, width, where):
     """Validate (n, 4) 0-based boxes against an image; clip the ones poking outside, with a warning."""
     for k, (x1, y1, x2, y2) in enumerate(boxes):
+        box = [float(v) for v in (x1, y1, x2, y2)]          # printed as 101.0, not np.float64(101.0)
         # Inclusive corners: x2 == x1 is a one-pixel-wide box and valid.
         if x2 < x1 or y2 < y1:
             raise VOCFormatError(f"{where}: object {k} has xmax < xmin or ymax < ymin "
-                                 f"(0-based box {[x1, y1, x2, y2]})")
+                                 f"(0-based box {box})")
         if x2 < 0 or y2 < 0 or x1 > width - 1 or y1 > height - 1:
             raise VOCFormatError(f"{where}: object {k} lies outside the {width}x{height} image "
-                                 f"(0-based box {[x1, y1, x2, y2]})")
+                                 f"(0-based box {box})")
         if x1 < 0 or y1 < 0 or x2 > width - 1 or y2 > height - 1:
-            warnings.warn(f"{where}: object {k} (0-based box {[x1, y1, x2, y2]}) pokes outside the "
+            warnings.warn(f"{where}: object {k} (0-based box {box}) pokes outside the "
                           f"{width}x{height} image; clipped", VOCAnnotationWarning, stacklevel=2)
     out = boxes.copy()
     np.clip(out[:, 0::2], 0, width - 1, out=out[:, 0::2])

@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from . import DEVICE
+
 FAST = os.environ.get("MINIRCNN_FAST", "0") not in ("", "0")   # CI sets MINIRCNN_FAST=1
 
 
@@ -96,7 +98,7 @@ def train_detector(tag: str, root, evaluate: bool = True, progress: bool = True,
     if _finished(out, config, evaluate):
         print(f"{tag}: reusing the finished run in {out}")
         return Run(out, config, json.loads((out / "metrics.json").read_text()) if evaluate else {})
-    metrics = train(config, out, evaluate=evaluate, progress=progress)
+    metrics = train(config, out, device=DEVICE, evaluate=evaluate, progress=progress)
     return Run(out, config, metrics or {})
 
 

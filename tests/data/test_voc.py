@@ -241,3 +241,12 @@ def test_indexing_iteration_and_empty_images(tmp_path):
         ds[2]
     assert [item.id for item in ds] == ["b", "a"]
     assert ds.image_path(1) == tmp_path / "JPEGImages" / "a.jpg"
+
+
+def test_box_errors_print_plain_numbers(tmp_path):
+    """An object outside its image is refused with its 0-based box written as plain numbers (101.0), the way a user
+    reads them, not as NumPy scalar reprs (np.float64(101.0))."""
+    from minircnn.data.voc import VOCFormatError, _checked_boxes
+    with pytest.raises(VOCFormatError) as e:
+        _checked_boxes(np.array([[101.0, 5.0, 120.0, 9.0]]), 50, 100, "a.xml")
+    assert "[101.0, 5.0, 120.0, 9.0]" in str(e.value) and "np." not in str(e.value)
