@@ -18,14 +18,15 @@
 # pyramid pooling with a single pyramid level.
 #
 # In this lesson: how a box in image pixels lands on the feature map, how the grid of bins is laid out (to the last
-# rounding detail of the original layer), a loop version written for reading, the package's vectorised version, and
-# how SPPnet's pyramid is several RoI-pooling layers side by side.
+# rounding detail of the original layer), a loop version written for reading (`minircnn/functional/naive.py`), the
+# package's vectorised version, and how SPPnet's pyramid is several RoI-pooling layers side by side.
 #
 # The exact rules: the docstring of `minircnn/functional/roi_pool.py` (the code) and the README's "The layers, and
 # where they follow the original exactly".
 # Tests: `tests/functional/test_roi_pool.py`.
 
 # %%
+import inspect
 import os
 from fractions import Fraction
 
@@ -34,10 +35,10 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 import minircnn.functional as F
-from minircnn.timing import best_time
+from minircnn.lab.timing import best_time
 from minircnn.backend import gpu_available
 from minircnn.data.shapes import render_shapes_image
-from minircnn.functional import roi_bins, round_half_away
+from minircnn.functional import naive, roi_bins, round_half_away
 
 FAST = os.environ.get("MINIRCNN_FAST", "0") not in ("", "0")   # CI sets MINIRCNN_FAST=1: smaller sizes
 rng = np.random.default_rng(0)
@@ -133,37 +134,15 @@ for pooled in (6, 7):
 # %% [markdown]
 # ## 3. Max per bin: a loop version to read
 #
-# Below is the whole forward pass written with loops over RoIs and bins (the max over channels is one NumPy call,
-# so it finishes in reasonable time). **This is teaching code**; the package's `roi_pool_forward` is the real one.
-# It also records the *argmax*: the flat index `h * W + w` of the winning cell in its channel plane, which the
-# backward pass needs (lesson 03). On ties the first cell in row-major order wins, like the original's strict `>`.
+# The package keeps loop versions of its algorithms beside the fast ones, for reading and as the tests' oracle:
+# `minircnn/functional/naive.py`. Here is its RoI pooling forward, written with loops over RoIs and bins (the max
+# over channels is one NumPy call, so it finishes in reasonable time). It is slow reference code; the package's
+# `roi_pool_forward` is the real one. It also records the *argmax*: the flat index `h * W + w` of the winning cell
+# in its channel plane, which the backward pass needs (lesson 03). On ties the first cell in row-major order wins,
+# like the original's strict `>`. (`_c_round` is C's rounding of section 1, the same as `round_half_away`.)
 
 # %%
-def roi_pool_loops(x, rois, output_size, spatial_scale):
-    """RoI max pooling with explicit loops (teaching code). Every step in x's dtype, like the original layer."""
-    n, c, h, w = x.shape
-    ph, pw = output_size
-    t = x.dtype.type
-    y = np.zeros((len(rois), c, ph, pw), dtype=x.dtype)          # empty bins keep 0 ...
-    argmax = np.full((len(rois), c, ph, pw), -1, dtype=np.int32)  # ... and argmax -1
-    for r, (b, x1, y1, x2, y2) in enumerate(rois.astype(x.dtype)):
-        start_w, start_h, end_w, end_h = (int(round_half_away(v * t(spatial_scale))) for v in (x1, y1, x2, y2))
-        bin_h = t(max(end_h - start_h + 1, 1)) / t(ph)           # malformed RoIs become one cell
-        bin_w = t(max(end_w - start_w + 1, 1)) / t(pw)
-        for i in range(ph):
-            hs = min(max(int(np.floor(t(i) * bin_h)) + start_h, 0), h)
-            he = min(max(int(np.ceil(t(i + 1) * bin_h)) + start_h, 0), h)
-            for j in range(pw):
-                ws = min(max(int(np.floor(t(j) * bin_w)) + start_w, 0), w)
-                we = min(max(int(np.ceil(t(j + 1) * bin_w)) + start_w, 0), w)
-                if he <= hs or we <= ws:
-                    continue                                     # the bin lies off the map
-                window = x[int(b), :, hs:he, ws:we].reshape(c, -1)
-                k = window.argmax(axis=1)                        # first maximum in row-major order
-                y[r, :, i, j] = window[np.arange(c), k]
-                argmax[r, :, i, j] = (hs + k // (we - ws)) * w + ws + k % (we - ws)
-    return y, argmax
-
+print(inspect.getsource(naive.roi_pool_forward_naive))
 
 # %% [markdown]
 # Now the same on a VGG16-sized problem — a conv5 map of a 600 × 800 image (512 × 38 × 50) and random boxes, some
@@ -176,13 +155,13 @@ x1, y1 = rng.uniform(-50, 780, n_rois), rng.uniform(-50, 580, n_rois)
 rois = np.stack([np.zeros(n_rois), x1, y1, x1 + rng.uniform(10, 400, n_rois), y1 + rng.uniform(10, 300, n_rois)],
                 axis=1).astype(np.float32)
 
-y_loop, arg_loop = roi_pool_loops(feat, rois, (7, 7), 1 / 16)
+y_loop, cache_loop = naive.roi_pool_forward_naive(feat, rois, (7, 7), 1 / 16)
 y_pkg, cache = F.roi_pool_forward(feat, rois, output_size=(7, 7), spatial_scale=1 / 16)
 print("outputs identical bit for bit:", np.array_equal(y_loop.view(np.int32), y_pkg.view(np.int32)))
-print("argmax identical:             ", np.array_equal(arg_loop, cache.argmax))
+print("argmax identical:             ", np.array_equal(cache_loop.argmax, cache.argmax))
 
 repeat = 1 if FAST else 3
-t_loop = best_time(lambda: roi_pool_loops(feat, rois, (7, 7), 1 / 16), repeat)
+t_loop = best_time(lambda: naive.roi_pool_forward_naive(feat, rois, (7, 7), 1 / 16), repeat)
 t_pkg = best_time(lambda: F.roi_pool_forward(feat, rois, output_size=(7, 7), spatial_scale=1 / 16), repeat)
 print(f"{n_rois} RoIs x {channels} channels, 7x7: loops {t_loop * 1e3:.0f} ms, "
       f"package {t_pkg * 1e3:.0f} ms ({t_loop / t_pkg:.1f}x)")
@@ -349,6 +328,7 @@ plt.show()
 #   pixels? Where does rounding make them differ?
 # * Find a box whose window leaves the map (say `x2` beyond the image) and print its bins: which ones are empty, and
 #   what does the output hold there? (Spec §14, gotcha 4.)
-# * Run `roi_pool_loops` on float64 features with a window of 29 rows: which bin changes compared with float32?
+# * Run `naive.roi_pool_forward_naive` on float64 features with a window of 29 rows: which bin changes compared
+#   with float32?
 # * Write the backward of the SPP pyramid: it is the sum of the four levels' `roi_pool_backward` results. Check it
 #   with `minircnn.gradcheck.check_backward` (lesson 03 shows how).

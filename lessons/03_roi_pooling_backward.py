@@ -27,6 +27,7 @@
 # `tests/functional/test_roi_pool.py`.
 
 # %%
+import inspect
 import os
 import time
 
@@ -35,7 +36,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 import minircnn.functional as F
-from minircnn.functional import roi_bins
+from minircnn.functional import naive, roi_bins
 from minircnn.gradcheck import check_backward, numerical_gradient, rel_error, tie_free
 
 FAST = os.environ.get("MINIRCNN_FAST", "0") not in ("", "0")   # CI sets MINIRCNN_FAST=1: smaller sizes
@@ -136,10 +137,17 @@ print("analytic:", analytic.ravel(), " numerical:", numeric.ravel().round(3),
 #
 # There are two ways to organise the sum of Eq. 4.
 #
-# **Scatter** (what the package does): walk over the *outputs*; each adds its gradient into its switch cell. Several
-# outputs may add into the same cell, so the adds must accumulate — `np.add.at` on the CPU, atomic adds on the GPU.
-# Beware the tempting `dx.flat[idx] += dy`: NumPy evaluates it as one read, one add and one write per *distinct*
-# index, so repeated switches are silently counted once:
+# **Scatter** (what the package does): walk over the *outputs*; each adds its gradient into its switch cell. As a
+# loop this is Eq. 4 read from left to right; the package keeps that loop as its reference version,
+# `roi_pool_backward_naive` in `minircnn/functional/naive.py`:
+
+# %%
+print(inspect.getsource(naive.roi_pool_backward_naive))
+
+# %% [markdown]
+# Vectorised, several outputs may add into the same cell at once, so the adds must accumulate — `np.add.at` on the
+# CPU, atomic adds on the GPU. Beware the tempting `dx.flat[idx] += dy`: NumPy evaluates it as one read, one add and
+# one write per *distinct* index, so repeated switches are silently counted once:
 
 # %%
 def scatter_backward(dy, argmax, batch, x_shape, accumulate=True):
@@ -195,7 +203,7 @@ def gather_backward(dy, argmax, rois, x_shape, output_size, spatial_scale):
 
 
 # %% [markdown]
-# Both against the package, on a map of VGG16's stride with random proposals (float64 gradients):
+# All three against the package, on a map of VGG16's stride with random proposals (float64 gradients):
 
 # %%
 channels, n_rois = (4, 16) if FAST else (32, 128)
@@ -208,6 +216,7 @@ dy_f = rng.standard_normal(y_f.shape)
 
 timings = {}
 for name, run in [("package (np.add.at)", lambda: F.roi_pool_backward(dy_f, c_f)),
+                  ("scatter, loop (naive)", lambda: naive.roi_pool_backward_naive(dy_f, c_f)),
                   ("scatter, lesson", lambda: scatter_backward(dy_f, c_f.argmax, c_f.batch, feat.shape)),
                   ("gather, lesson", lambda: gather_backward(dy_f, c_f.argmax, rois, feat.shape, (7, 7), 1 / 16))]:
     start = time.perf_counter()
@@ -215,15 +224,15 @@ for name, run in [("package (np.add.at)", lambda: F.roi_pool_backward(dy_f, c_f)
     timings[name] = (time.perf_counter() - start, result)
 reference = timings["package (np.add.at)"][1]
 for name, (seconds, result) in timings.items():
-    print(f"{name:20s} {seconds * 1e3:8.2f} ms   max |difference from package| = "
+    print(f"{name:22s} {seconds * 1e3:8.2f} ms   max |difference from package| = "
           f"{np.abs(result - reference).max():.1e}")
 
 # %% [markdown]
-# The gather loop is slow here only because it is Python; on a GPU each cell is one thread and the loops run in
-# parallel. The price of gathering is the search for candidates, the price of scattering is contention on the
-# atomic adds when many outputs share a cell. (One subtle difference: when float32 rounding stretches a RoI's last
-# bin one cell past its window, the original gather kernel never looks there and drops that gradient, while a
-# scatter keeps it — spec §1, "torchvision vs Caffe".)
+# The two loops are slow here only because they are Python; on a GPU each output (scatter) or each cell (gather) is
+# one thread and the loops run in parallel. The price of gathering is the search for candidates, the price of
+# scattering is contention on the atomic adds when many outputs share a cell. (One subtle difference: when float32
+# rounding stretches a RoI's last bin one cell past its window, the original gather kernel never looks there and
+# drops that gradient, while a scatter keeps it — spec §1, "torchvision vs Caffe".)
 #
 # ## 5. A picture
 #

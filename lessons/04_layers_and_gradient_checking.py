@@ -25,6 +25,7 @@
 # `minircnn/gradcheck.py`. Tests: `tests/functional/`.
 
 # %%
+import inspect
 import os
 import subprocess
 import sys
@@ -38,7 +39,8 @@ import numpy as np
 
 import minircnn
 import minircnn.functional as F
-from minircnn.timing import best_time
+from minircnn.functional import naive
+from minircnn.lab.timing import best_time
 from minircnn.gradcheck import (GRAD_RTOL, STEP, check_backward, check_loss_gradient, numerical_gradient, rel_error,
                                 tie_free)
 
@@ -86,23 +88,12 @@ errors = {"fc": max(check_backward(F.linear_forward, F.linear_backward, [x, w, b
 # ## 2. Convolution as matrix products
 #
 # A conv layer with weights `w` of shape `(out, in, kh, kw)` computes, for every output position, a dot product of
-# the weights with the `in × kh × kw` input window under it (plus a bias). Written as loops — **teaching code**:
+# the weights with the `in × kh × kw` input window under it (plus a bias). Written as loops, this is the package's
+# reference version `conv2d_forward_naive` (`minircnn/functional/naive.py` keeps such loop versions beside the fast
+# layers; the tests check the fast layers against them):
 
 # %%
-def conv_loops(x, w, b, stride, pad):
-    """Direct convolution, one output position at a time (teaching code)."""
-    n, c, h, wd = x.shape
-    out, _, kh, kw = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    h_out, w_out = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
-    y = np.empty((n, out, h_out, w_out), dtype=x.dtype)
-    for i in range(n):
-        for r in range(h_out):
-            for s in range(w_out):
-                window = xp[i, :, r * stride:r * stride + kh, s * stride:s * stride + kw]   # (in, kh, kw)
-                y[i, :, r, s] = (w * window).sum(axis=(1, 2, 3)) + b
-    return y
-
+print(inspect.getsource(naive.conv2d_forward_naive))
 
 # %% [markdown]
 # **im2col** turns the loops into one matrix product: copy every window into a column of a matrix of shape
@@ -162,12 +153,12 @@ def conv_offset_gemm(x, w, b, pad):
 xs = rng.standard_normal((2, 3, 9, 11))
 ws = rng.standard_normal((4, 3, 3, 3))
 bs = rng.standard_normal(4)
-reference = conv_loops(xs, ws, bs, stride=1, pad=1)
+reference = naive.conv2d_forward_naive(xs, ws, bs, stride=1, pad=1)
 print("im2col      vs loops:", rel_error(conv_im2col(xs, ws, bs, 1, 1), reference))
 print("offset-GEMM vs loops:", rel_error(conv_offset_gemm(xs, ws, bs, 1), reference))
 print("package     vs loops:", rel_error(F.conv2d_forward(xs, ws, bs, stride=1, pad=1)[0], reference))
 print("package, stride 2   :", rel_error(F.conv2d_forward(xs, ws, bs, stride=2, pad=1)[0],
-                                         conv_loops(xs, ws, bs, stride=2, pad=1)))
+                                         naive.conv2d_forward_naive(xs, ws, bs, stride=2, pad=1)))
 
 c_in, side = (16, 28) if FAST else (64, 112)
 xb = rng.standard_normal((1, c_in, side, side)).astype(np.float32)
@@ -175,7 +166,7 @@ wb = (0.1 * rng.standard_normal((c_in, c_in, 3, 3))).astype(np.float32)
 bb = np.zeros(c_in, np.float32)
 repeat = 2 if FAST else 5
 small = (slice(None), slice(None), slice(0, 16), slice(0, 16))             # the loops get a 16x16 corner only
-t_loops = best_time(lambda: conv_loops(xb[small], wb, bb, 1, 1), 1) * (side / 16) ** 2
+t_loops = best_time(lambda: naive.conv2d_forward_naive(xb[small], wb, bb, 1, 1), 1) * (side / 16) ** 2
 t_im2col = best_time(lambda: conv_im2col(xb, wb, bb, 1, 1), repeat)
 t_offset = best_time(lambda: conv_offset_gemm(xb, wb, bb, 1), repeat)
 t_package = best_time(lambda: F.conv2d_forward(xb, wb, bb, stride=1, pad=1), repeat)
@@ -313,8 +304,10 @@ plt.show()
 #
 # The layer tests double as exercises (README, "Exercises"). Put your versions in one file with the package's names
 # and signatures, and run `python -m pytest tests/functional --impl my_layers.py`. Functions you define replace the
-# package's; the rest fall back, so you can go one layer at a time (`-k relu`). Below: a ReLU whose backward forgot
-# the mask, then a correct one. (The `rejects` tests check input validation, which we skip here.)
+# package's; the rest fall back, so you can go one layer at a time (`-k relu`). When a test disagrees with you,
+# `minircnn/functional/naive.py` shows the same computation as plain loops (conv, max pooling, LRN, RoI pooling,
+# the losses): the tests' reference. Below: a ReLU whose backward forgot the mask, then a correct one. (The
+# `rejects` tests check input validation, which we skip here.)
 
 # %%
 repo = Path(minircnn.__file__).resolve().parents[1]

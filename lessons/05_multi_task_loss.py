@@ -39,6 +39,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minircnn.functional as F
+from minircnn.functional import naive
 from minircnn.boxes import decode
 from minircnn.data import (SamplerConfig, VOCDataset, append_flipped, compute_targets, ensure_shapes_dataset,
                            generate_shapes_dataset, roidb_from_dataset, sample_rois, unnormalize_deltas)
@@ -98,6 +99,18 @@ loop_cls, loop_loc = multi_task_loss_loops(scores, bbox_pred, labels, targets)
 print(f"package: L_cls {l_cls:.6f}  L_loc {l_loc:.6f}")
 print(f"loops:   L_cls {loop_cls:.6f}  L_loc {loop_loc:.6f}")
 print(f"largest difference {max(abs(l_cls - loop_cls), abs(l_loc - loop_loc)):.1e}")
+
+# %% [markdown]
+# Each term of the loop above, on the package's arguments and with its gradient, is also kept in the package as a
+# loop: `softmax_cross_entropy_naive` and `smooth_l1_loss_naive` in `minircnn/functional/naive.py`, the readable
+# reference versions of the two fast losses (`tests/functional/test_naive.py` checks that they agree). They give the
+# loop's numbers:
+
+# %%
+naive_cls, _ = naive.softmax_cross_entropy_naive(scores, labels)
+naive_loc, _ = naive.smooth_l1_loss_naive(bbox_pred, wide_targets, weights)
+print(f"naive:   L_cls {naive_cls:.6f}  L_loc {naive_loc:.6f}")
+assert np.isclose(naive_cls, loop_cls, rtol=1e-12) and np.isclose(naive_loc, loop_loc, rtol=1e-12)
 
 # %% [markdown]
 # The gradient of the box loss, checked numerically. Where the two pieces of smooth L1 meet, at `|d| = 1`, its

@@ -35,12 +35,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minircnn.boxes import clip_boxes, decode, encode, iou
-from minircnn.checkpoint import load_checkpoint
+from minircnn.training.checkpoint import load_checkpoint
 from minircnn.data import (VOCDataset, append_flipped, compute_targets, prepare_image, roidb_from_dataset,
                            unnormalize_deltas)
 from minircnn.data.proposals import proposals_for_split
-from minircnn.evaluate import detect_split, im_detect, score_detections
-from minircnn.experiments import FAST, lesson_dataset, test_split_of, train_detector
+from minircnn.inference.im_detect import detect_split, im_detect
+from minircnn.evaluation.report import score_detections
+from minircnn.functional import naive
+from minircnn.lab.experiments import FAST, lesson_dataset, test_split_of, train_detector
 from minircnn.visualize import draw_boxes
 
 rng = np.random.default_rng(0)
@@ -87,7 +89,9 @@ print(f"proposal P = {P.tolist()}, ground truth G = {G.tolist()} "
       f"({class_names[note.labels[overlap[pick].argmax()] - 1]}), IoU {overlap[pick].max():.3f}")
 
 # %% [markdown]
-# The encoding as a loop over plain numbers, **teaching code** — the package's `encode` does the same on arrays:
+# The encoding as a loop over plain numbers, **teaching code** — the package's `encode` does the same on arrays, and
+# its reference loops `encode_naive` and `decode_naive` (`minircnn/functional/naive.py`) the same one box at a time;
+# the last line checks that the hand version agrees with them:
 
 # %%
 def centre_size(box):
@@ -121,6 +125,9 @@ print(f"decoded by hand {np.round(back, 6).tolist()}, "
       f"by decode {np.round(decode(P[None], t_package[None])[0], 6).tolist()}; G again: {np.allclose(back, G)}")
 wide = decode_by_hand(P, t_hand, minus_one=False)
 print(f"without the -1: {np.round(wide, 6).tolist()}, IoU with G {iou(np.array([wide]), G[None])[0, 0]:.4f}")
+print("by hand == naive.encode_naive, naive.decode_naive:",
+      np.allclose(t_hand, naive.encode_naive(P[None], G[None])[0]),
+      np.allclose(back, naive.decode_naive(P[None], np.array([t_hand]))[0]))
 
 # %% [markdown]
 # Scale invariance, checked: the same two boxes in the image at twice the resolution (pixel `x` covers pixels `2x`

@@ -32,19 +32,21 @@
 # `tests/test_boxes.py`, `tests/test_protocols.py`.
 
 # %%
+import inspect
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from minircnn.boxes import nms
-from minircnn.checkpoint import load_checkpoint
+from minircnn.training.checkpoint import load_checkpoint
 from minircnn.data import VOCDataset, proposals_for_split
 from minircnn.data.shapes import DIFFICULT_BELOW
-from minircnn.evaluate import score_detections
+from minircnn.evaluation.report import score_detections
 from minircnn.evaluation import eval_detection_coco_style, eval_detection_voc, precision_recall, voc_ap
-from minircnn.experiments import FAST, apply_protocol, detector_outputs, lesson_dataset, train_detector
-from minircnn.protocols import candidates
+from minircnn.functional import naive
+from minircnn.lab.experiments import FAST, apply_protocol, detector_outputs, lesson_dataset, train_detector
+from minircnn.inference.protocols import candidates
 from minircnn.visualize import draw_boxes, plot_precision_recall, plot_precision_recall_curves
 
 root = lesson_dataset()                  # data/shapes (generated on first use); a few images with MINIRCNN_FAST
@@ -87,28 +89,18 @@ print(f"mAP {metrics['map']:.3f} (the training run measured {run.metrics['map']:
 # unless it overlaps an already kept box with IoU above the threshold (0.3 in the paper, after R-CNN). Greedy and
 # order-dependent: the best-scored box of a cluster wins, not the best-placed one.
 #
-# A loop version, written for reading, against the package's `nms` (which decides blocks of boxes at a time, with
-# vectorised IoUs) on one image's candidates of one class:
+# A loop version, written for reading, is the package's reference `nms_naive` (`minircnn/functional/naive.py`, with
+# the intersection and union of two boxes with `+1` widths, spec §7):
 
 # %%
-def iou_by_hand(a, b):
-    """IoU of two boxes (x1, y1, x2, y2), inclusive corners: widths and heights are x2 - x1 + 1 (spec §7)."""
-    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    inter = max(w, 0) * max(h, 0)
-    area = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
-    return inter / (area - inter)
+print(inspect.getsource(naive._inter_union))
+print(inspect.getsource(naive.nms_naive))
 
+# %% [markdown]
+# Against the package's `nms` (which decides blocks of boxes at a time, with vectorised IoUs) on one image's
+# candidates of one class:
 
-def nms_by_hand(boxes, scores, thresh):
-    """Greedy NMS: indices of the kept boxes, best first (equal scores: the lower index first)."""
-    keep = []
-    for i in sorted(range(len(scores)), key=lambda i: -scores[i]):
-        if all(iou_by_hand(boxes[i], boxes[j]) <= thresh for j in keep):
-            keep.append(i)
-    return keep
-
-
+# %%
 counts = [len(candidates(probs, boxes, config.score_thresh)[0]) for probs, boxes in outputs]
 shown = int(np.argmax(counts))                       # the image with the most candidates (score > 0.05)
 cand_boxes, cand_labels, cand_scores = candidates(*outputs[shown], config.score_thresh)
@@ -116,7 +108,7 @@ cls = int(np.bincount(cand_labels).argmax())         # its most frequent class
 mine = cand_labels == cls
 b, s = cand_boxes[mine].astype(np.float64), cand_scores[mine].astype(np.float64)
 for thresh in (0.1, 0.3, 0.5, 0.7):
-    loop, package = nms_by_hand(b, s, thresh), nms(b, s, thresh).tolist()
+    loop, package = naive.nms_naive(b, s, thresh).tolist(), nms(b, s, thresh).tolist()
     print(f"image {shown}, class {names[cls - 1]!r}, {len(s)} candidates, NMS {thresh}: loop keeps {len(loop)}, "
           f"package keeps {len(package)}, same: {loop == package}")
     assert loop == package
@@ -205,31 +197,24 @@ for k, name in enumerate(names, start=1):
 # VOC 2007 (and so the paper) summarises a curve by **11-point interpolated AP**: at each recall level
 # t ∈ {0, 0.1, …, 1} take the best precision reached at any recall ≥ t, and average the 11 values. From VOC 2010 on,
 # the devkit uses the **area** under the same "best precision at recall ≥ r" envelope, without sampling. A loop
-# version of the 11-point rule, against `voc_ap`:
+# version of both rules is the package's reference `voc_ap_naive` (`minircnn/functional/naive.py`):
 
 # %%
-def best_precision_at(recall, precision, t):
-    """The best precision reached at any recall >= t (0 if the curve never gets there)."""
-    best = 0.0
-    for r, p in zip(recall, precision):
-        if r >= t and p > best:
-            best = p
-    return best
+print(inspect.getsource(naive.voc_ap_naive))
 
+# %% [markdown]
+# Both rules against `voc_ap`, for every class of the default detector:
 
-def ap_11_point_by_hand(recall, precision):
-    """VOC07 AP: the mean of the best precision at recall >= t, over t = 0, 0.1, ..., 1."""
-    return sum(best_precision_at(recall, precision, step / 10) for step in range(11)) / 11
-
-
-print(f"{'class':>10}{'11-point (loop)':>17}{'11-point (voc_ap)':>19}{'area (voc_ap)':>15}")
+# %%
+print(f"{'class':>10}{'11-point (loop)':>17}{'11-point (voc_ap)':>19}{'area (loop)':>13}{'area (voc_ap)':>15}")
 for k, name in enumerate(names, start=1):
     r, p = curves[1][k], curves[0][k]
     if r is None:
         continue
-    loop, package, area = ap_11_point_by_hand(r, p), voc_ap(r, p, use_07_metric=True), voc_ap(r, p, False)
-    print(f"{name:>10}{loop:>17.4f}{package:>19.4f}{area:>15.4f}")
-    assert np.isclose(loop, package)
+    loop, package = naive.voc_ap_naive(r, p, use_07_metric=True), voc_ap(r, p, use_07_metric=True)
+    area_loop, area = naive.voc_ap_naive(r, p, use_07_metric=False), voc_ap(r, p, use_07_metric=False)
+    print(f"{name:>10}{loop:>17.4f}{package:>19.4f}{area_loop:>13.4f}{area:>15.4f}")
+    assert np.isclose(loop, package) and np.isclose(area_loop, area)
 area_map = eval_detection_voc(*found, *gt, use_07_metric=False, num_classes=K1)["map"]
 print(f"\nmAP: 11-point {metrics['map']:.4f}, area {area_map:.4f}")
 
@@ -247,7 +232,7 @@ r, p = curves[1][k_show], curves[0][k_show]
 fig, ax = plt.subplots(figsize=(6, 4.5))
 if r is not None and len(r):
     plot_precision_recall(r, p, ax=ax, label=names[k_show - 1])
-    samples = [best_precision_at(r, p, step / 10) for step in range(11)]
+    samples = [p[r >= step / 10].max(initial=0.0) for step in range(11)]   # best precision at recall >= t
     ax.plot(np.arange(11) / 10, samples, "o", color="k", label="the 11 sampled precisions")
     envelope = np.maximum.accumulate(p[::-1])[::-1]
     ax.fill_between(r, envelope, step="post", alpha=0.15, label="area under the envelope")
@@ -351,8 +336,8 @@ for protocol in ("simple", "paper"):
 #
 # * Raise `score_thresh` to 0.3 (`apply_protocol(outputs, config, score_thresh=0.3)`). Which part of the PR curves
 #   disappears, and how much AP does it cost?
-# * Replace greedy NMS by *soft*-NMS in `nms_by_hand` (lower the scores of overlapping boxes instead of removing
-#   them) and rescore. Does the COCO-style AP gain more than the VOC07 mAP?
+# * Replace greedy NMS by *soft*-NMS in a copy of `naive.nms_naive` (lower the scores of overlapping boxes instead
+#   of removing them) and rescore. Does the COCO-style AP gain more than the VOC07 mAP?
 # * Compute the COCO toolkit's 101-point AP from the curves (precision envelope sampled at recall 0, 0.01, …, 1) and
 #   compare it with the area AP at each IoU threshold.
 # * Mark every object under 20 px difficult (edit the annotations' `difficult` arrays) and see how mAP moves.

@@ -58,7 +58,7 @@ def _same_rows(a, b, name_a, name_b):
 def _inter_union(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2):
     """Intersection and union areas of every box a with every box b (columns given separately, b broadcast).
 
-    The exact order of operations is part of the contract: nms's slow reference in the tests computes
+    The exact order of operations is part of the contract: minircnn.functional.naive.nms_naive computes
     ``max(0, min(x2) - max(x1) + 1)`` etc. in this order, so results are bit-identical (spec §7 and §9).
     """
     xp = get_array_module(ax1, bx1)

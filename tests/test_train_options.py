@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from minircnn import train
-from minircnn.training import initialization
 from minircnn.training import minibatches
 from minircnn.training.checkpoint import load_checkpoint
 from minircnn.training.config import get_preset
@@ -80,24 +79,3 @@ def test_train_images_larger_than_the_split_is_an_error(voc4):
 def test_negative_options_are_rejected():
     with pytest.raises(ValueError, match="bbox_loss_weight"):
         get_preset("tiny").replace(bbox_loss_weight=-1.0)
-
-
-def test_vgg16_from_random_weights_warns(recwarn):
-    """The paper's VGG16 preset from random weights diverges (0-255 pixels, lr 0.001): building it warns and points
-    to the weight conversion; the tiny backbone from scratch does not warn."""
-    initialization.initial_model(get_preset("tiny").replace(weights="none"), 6)
-    assert not recwarn.list
-    with pytest.warns(UserWarning, match="vgg16 from random weights.*minircnn.weights convert"):
-        initialization.initial_model(get_preset("vgg16_voc07").replace(weights="none"), 6)
-
-
-def test_weights_of_another_architecture_name_both(tmp_path):
-    """Converted ImageNet weights say which network they are for; starting another backbone from them stops with
-    both names (before any shape check could give a less direct message)."""
-    from minircnn.data import PREPROCESSING_PRESETS
-    from minircnn.models.imagenet_weights import save_weights
-    path = tmp_path / "vgg16_imagenet.npz"
-    save_weights(path, {"conv1_1.weight": np.zeros((2, 3, 3, 3), np.float32)}, PREPROCESSING_PRESETS["caffe_vgg16"],
-                 arch="vgg16", source="test")
-    with pytest.raises(ValueError, match="vgg16_imagenet.npz: a vgg16 ImageNet weights file, but the config's backbone is tiny"):
-        initialization.initial_model(get_preset("tiny").replace(weights=str(path)), 6)

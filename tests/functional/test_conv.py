@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from minircnn.backend import asnumpy
+from minircnn.functional.naive import conv2d_forward_naive
 from minircnn.gradcheck import EXACT_ATOL, check_backward
 
 # The 3x3 image every hand-computed case uses:  [[1, 2, 3],
@@ -18,20 +19,6 @@ X3 = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
 def assert_exact(actual, expected):
     """Hand-computed float64 numbers must come out exactly (up to EXACT_ATOL)."""
     np.testing.assert_allclose(asnumpy(actual), np.asarray(expected, dtype=np.float64), rtol=0, atol=EXACT_ATOL)
-
-
-def conv_loops(x, w, b, stride, pad):
-    """Reference: the definition of convolution, one output pixel at a time (NumPy, written for clarity)."""
-    n, _, h, wd = x.shape
-    out, _, kh, kw = w.shape
-    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    h_out, w_out = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
-    y = np.empty((n, out, h_out, w_out))
-    for i in range(h_out):
-        for j in range(w_out):
-            patch = x_pad[:, :, i * stride: i * stride + kh, j * stride: j * stride + kw]   # (N, C, kh, kw)
-            y[:, :, i, j] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3])) + b
-    return y
 
 
 def random_inputs(n, c, h, w, out, kh, kw, seed=0):
@@ -142,12 +129,12 @@ def gemm_path(request, monkeypatch):
 
 @pytest.mark.parametrize("case", CASES)
 def test_conv_forward_matches_direct_loops(F, xp, case, gemm_path):
-    """The layer computes the same numbers as the textbook loop over output pixels, for every stride, padding,
-    kernel shape and channel count in CASES."""
+    """The layer computes the same numbers as the textbook loop over output pixels (``conv2d_forward_naive``), for
+    every stride, padding, kernel shape and channel count in CASES."""
     n, c, h, w, out, kh, kw, stride, pad = case
     x, wt, b = random_inputs(n, c, h, w, out, kh, kw)
     y, _ = F.conv2d_forward(xp.asarray(x), xp.asarray(wt), xp.asarray(b), stride=stride, pad=pad)
-    np.testing.assert_allclose(asnumpy(y), conv_loops(x, wt, b, stride, pad), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(asnumpy(y), conv2d_forward_naive(x, wt, b, stride, pad), rtol=1e-12, atol=1e-12)
 
 
 def test_conv_images_are_independent(F, xp):
@@ -225,13 +212,6 @@ GROUPED_CASES = [
 ]
 
 
-def grouped_loops(x, w, b, stride, pad, groups):
-    """Reference: the definition, group by group (each group an ordinary convolution of its channel block)."""
-    c_in, c_out = x.shape[1] // groups, w.shape[0] // groups
-    return np.concatenate([conv_loops(x[:, t * c_in:(t + 1) * c_in], w[t * c_out:(t + 1) * c_out],
-                                      b[t * c_out:(t + 1) * c_out], stride, pad) for t in range(groups)], axis=1)
-
-
 def grouped_inputs(n, c, h, w, out, k, groups, seed):
     """x (n, c, h, w), w (out, c / groups, k, k), b (out,)."""
     rng = np.random.default_rng(seed)
@@ -240,11 +220,13 @@ def grouped_inputs(n, c, h, w, out, k, groups, seed):
 
 @pytest.mark.parametrize("case", GROUPED_CASES)
 def test_grouped_conv_forward_matches_loops(F, xp, case):
-    """groups=g equals g separate convolutions of consecutive channel blocks, outputs side by side."""
+    """groups=g equals the definition in which output block t sees only input block t (``conv2d_forward_naive``
+    with groups), i.e. g separate convolutions of consecutive channel blocks, outputs side by side."""
     n, c, h, w, out, k, stride, pad, groups = case
     x, wt, b = grouped_inputs(n, c, h, w, out, k, groups, seed=5)
     y, _ = F.conv2d_forward(xp.asarray(x), xp.asarray(wt), xp.asarray(b), stride=stride, pad=pad, groups=groups)
-    np.testing.assert_allclose(asnumpy(y), grouped_loops(x, wt, b, stride, pad, groups), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(asnumpy(y), conv2d_forward_naive(x, wt, b, stride, pad, groups), rtol=1e-12,
+                               atol=1e-12)
 
 
 @pytest.mark.parametrize("case", GROUPED_CASES)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from minircnn.backend import asnumpy
+from minircnn.functional.naive import lrn_forward_naive
 from minircnn.gradcheck import EXACT_ATOL, check_backward
 
 
@@ -18,16 +19,6 @@ def assert_exact(actual, expected):
 def pixel(values):
     """A (1, C, 1, 1) input: one pixel with the given channel values."""
     return np.asarray(values, dtype=np.float64).reshape(1, -1, 1, 1)
-
-
-def lrn_loops(x, size, alpha, beta, k):
-    """Reference: Caffe's formula, one channel at a time (NumPy, written for clarity)."""
-    y = np.empty_like(x)
-    for c in range(x.shape[1]):
-        lo, hi = max(0, c - size // 2), min(x.shape[1], c + size // 2 + 1)
-        scale = k + alpha / size * (x[:, lo:hi] ** 2).sum(axis=1)
-        y[:, c] = x[:, c] * scale ** -beta
-    return y
 
 
 # ---------------------------------------------------------------------------------------------- known values
@@ -82,11 +73,12 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES)
 def test_lrn_forward_matches_loops(F, xp, case):
-    """The vectorised layer computes Caffe's formula channel by channel, for every shape and setting in CASES."""
+    """The vectorised layer computes Caffe's formula one activation at a time (``lrn_forward_naive``), for every
+    shape and setting in CASES."""
     n, c, h, w, size, alpha, beta, k = case
     x = np.random.default_rng(0).standard_normal((n, c, h, w)) * 2
     y, _ = F.lrn_forward(xp.asarray(x), local_size=size, alpha=alpha, beta=beta, k=k)
-    np.testing.assert_allclose(asnumpy(y), lrn_loops(x, size, alpha, beta, k), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(asnumpy(y), lrn_forward_naive(x, size, alpha, beta, k), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -114,7 +106,7 @@ def test_lrn_keeps_float32(F, xp):
     y32, cache = F.lrn_forward(xp.asarray(x.astype(np.float32)), local_size=5, alpha=1e-4, beta=0.75, k=1.0)
     assert y32.dtype == np.float32
     assert F.lrn_backward(xp.ones(y32.shape, dtype=xp.float32), cache).dtype == np.float32
-    np.testing.assert_allclose(asnumpy(y32), lrn_loops(x, 5, 1e-4, 0.75, 1.0), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(asnumpy(y32), lrn_forward_naive(x, 5, 1e-4, 0.75, 1.0), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("x, kwargs, match", [

@@ -5,39 +5,17 @@ Caffe (and the Fast R-CNN paper's VGG16) rounds the pooled size *up*, so the las
 it is clipped to the input. Padding never wins a max. Every test takes the layer from the ``F`` fixture, so
 ``pytest tests/functional/test_pool.py --impl my_layers.py`` checks your own implementation.
 """
-import math
-
 import numpy as np
 import pytest
 
 from minircnn.backend import asnumpy
+from minircnn.functional.naive import max_pool2d_forward_naive
 from minircnn.gradcheck import EXACT_ATOL, check_backward, tie_free
 
 
 def assert_exact(actual, expected):
     """Hand-computed numbers must come out exactly (max pooling only copies values)."""
     np.testing.assert_allclose(asnumpy(actual), np.asarray(expected, dtype=np.float64), rtol=0, atol=EXACT_ATOL)
-
-
-def caffe_pool_size(size, k, s, p):
-    """Reference output size, as written in Caffe's pooling_layer.cpp."""
-    out = int(math.ceil((size + 2 * p - k) / s)) + 1
-    if p > 0 and (out - 1) * s >= size + p:
-        out -= 1
-    return out
-
-
-def pool_loops(x, k, s, p):
-    """Reference: Caffe's max pooling loop, each window clipped to the input (NumPy, written for clarity)."""
-    n, c, h, w = x.shape
-    h_out, w_out = caffe_pool_size(h, k, s, p), caffe_pool_size(w, k, s, p)
-    y = np.empty((n, c, h_out, w_out))
-    for i in range(h_out):
-        h0, h1 = max(i * s - p, 0), min(i * s - p + k, h)
-        for j in range(w_out):
-            w0, w1 = max(j * s - p, 0), min(j * s - p + k, w)
-            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].max(axis=(2, 3))
-    return y
 
 
 # (N, C, H, W, kernel_size, stride, pad)
@@ -174,11 +152,12 @@ def test_max_pool_tie_goes_to_first_in_row_major_order(F, xp):
 
 @pytest.mark.parametrize("case", CASES)
 def test_max_pool_forward_matches_caffe_loops(F, xp, case):
-    """The layer computes the same maxima and output shape as Caffe's clipped-window loop for every case in CASES."""
+    """The layer computes the same maxima and output shape as Caffe's clipped-window loop
+    (``max_pool2d_forward_naive``) for every case in CASES."""
     n, c, h, w, k, s, p = case
     x = np.random.default_rng(0).standard_normal((n, c, h, w))
     y, _ = F.max_pool2d_forward(xp.asarray(x), kernel_size=k, stride=s, pad=p)
-    expected = pool_loops(x, k, s, p)
+    expected = max_pool2d_forward_naive(x, k, s, p)
     assert y.shape == expected.shape
     assert_exact(y, expected)
 

@@ -1,47 +1,10 @@
 """RoI max pooling: exactly the original Caffe layer (spec §1, gotchas 1-5), and Eq. 4 for the backward."""
-import math
-
 import numpy as np
 import pytest
 
 from minircnn.backend import asnumpy
+from minircnn.functional.naive import roi_pool_backward_naive, roi_pool_forward_naive
 from minircnn.gradcheck import check_backward, tie_free
-
-
-def c_round(v):
-    """C's round() of a float32 value: half away from zero. v is exact in float64, so floor(|v| + 0.5) is exact."""
-    v = float(v)
-    return int(math.copysign(math.floor(abs(v) + 0.5), v))
-
-
-def reference_roi_pool(x, rois, pooled_h, pooled_w, spatial_scale):
-    """A line-by-line transcription of the original layer's forward loop (slow; float32 scalars as in Caffe)."""
-    n, c, h, w = x.shape
-    f32 = np.float32
-    y = np.zeros((len(rois), c, pooled_h, pooled_w), dtype=x.dtype)
-    argmax = np.full(y.shape, -1, dtype=np.int64)
-    for r, roi in enumerate(rois.astype(np.float32)):
-        b = int(roi[0])
-        start_w, start_h = c_round(roi[1] * f32(spatial_scale)), c_round(roi[2] * f32(spatial_scale))
-        end_w, end_h = c_round(roi[3] * f32(spatial_scale)), c_round(roi[4] * f32(spatial_scale))
-        roi_h, roi_w = max(end_h - start_h + 1, 1), max(end_w - start_w + 1, 1)
-        bin_h, bin_w = f32(roi_h) / f32(pooled_h), f32(roi_w) / f32(pooled_w)
-        for ph in range(pooled_h):
-            for pw in range(pooled_w):
-                hs = min(max(int(np.floor(f32(ph) * bin_h)) + start_h, 0), h)
-                he = min(max(int(np.ceil(f32(ph + 1) * bin_h)) + start_h, 0), h)
-                ws = min(max(int(np.floor(f32(pw) * bin_w)) + start_w, 0), w)
-                we = min(max(int(np.ceil(f32(pw + 1) * bin_w)) + start_w, 0), w)
-                if he <= hs or we <= ws:
-                    continue
-                for ch in range(c):
-                    best, best_at = -np.inf, -1
-                    for hh in range(hs, he):
-                        for ww in range(ws, we):
-                            if x[b, ch, hh, ww] > best:
-                                best, best_at = x[b, ch, hh, ww], hh * w + ww
-                    y[r, ch, ph, pw], argmax[r, ch, ph, pw] = best, best_at
-    return y, argmax
 
 
 def random_rois(rng, count, n_images, image_hw, allow_outside=True):
@@ -162,16 +125,17 @@ def test_negative_zero_keeps_its_sign(F, xp):
 @pytest.mark.parametrize("size, scale, map_hw", [((7, 7), 1 / 16, (9, 13)), ((3, 2), 1 / 8, (7, 5)),
                                                  ((6, 6), 1 / 16, (5, 6))])
 def test_matches_the_original_layer_on_random_rois(F, xp, dtype, size, scale, map_hw):
-    """Values (bit for bit) and argmaxes equal a literal transcription of the original layer, for random RoIs of all
-    sizes (many leaving the map), several images, odd map sizes, and negative feature values."""
+    """Values (bit for bit) and argmaxes equal the original layer's loop (``roi_pool_forward_naive``, a line-by-line
+    transcription), for random RoIs of all sizes (many leaving the map), several images, odd map sizes, and negative
+    feature values."""
     rng = np.random.default_rng(sum(size) + map_hw[0])
     x = rng.standard_normal((2, 3) + map_hw).astype(dtype)
     rois = random_rois(rng, 60, 2, (map_hw[0] / scale, map_hw[1] / scale))
     y, cache = run(F, xp, x, rois, size, scale)
-    y_ref, arg_ref = reference_roi_pool(x, rois, size[0], size[1], scale)
+    y_ref, cache_ref = roi_pool_forward_naive(x, rois, size, scale)
     assert asnumpy(y).dtype == dtype
     np.testing.assert_array_equal(asnumpy(y).view(np.uint8), y_ref.view(np.uint8))
-    np.testing.assert_array_equal(asnumpy(cache.argmax), arg_ref)
+    np.testing.assert_array_equal(asnumpy(cache.argmax), cache_ref.argmax)
 
 
 def test_exact_half_cell_coordinates(F, xp):
@@ -182,9 +146,9 @@ def test_exact_half_cell_coordinates(F, xp):
     rois = np.array([[0, a, b, c, d] for a in coords[:3] for b in coords[:3] for c in coords[3:] for d in coords[4:]],
                     dtype=np.float32)
     y, cache = run(F, xp, x, rois, (2, 2), 1 / 16)
-    y_ref, arg_ref = reference_roi_pool(x, rois, 2, 2, 1 / 16)
+    y_ref, cache_ref = roi_pool_forward_naive(x, rois, (2, 2), 1 / 16)
     np.testing.assert_array_equal(asnumpy(y), y_ref)
-    np.testing.assert_array_equal(asnumpy(cache.argmax), arg_ref)
+    np.testing.assert_array_equal(asnumpy(cache.argmax), cache_ref.argmax)
 
 
 def test_gradient_check(F, xp):
@@ -196,6 +160,18 @@ def test_gradient_check(F, xp):
                                dtype=np.float64))
     check_backward(F.roi_pool_forward, F.roi_pool_backward, [x, rois], [0],
                    dict(output_size=(3, 2), spatial_scale=1 / 16))
+
+
+def test_backward_matches_the_loop_of_eq4(F, xp):
+    """dx equals Eq. 4 computed one output at a time (``roi_pool_backward_naive``): overlapping RoIs on two images,
+    one leaving the map, integer-valued dy so that every sum is exact whatever its order."""
+    rng = np.random.default_rng(2)
+    x = tie_free((2, 3, 6, 7), rng).astype(np.float32)
+    rois = np.array([[0, 0, 0, 60, 50], [1, 10, 5, 90, 80], [0, 20, 16, 40, 40], [1, -30, 40, 200, 200]], np.float32)
+    y, cache = run(F, xp, x, rois, (3, 2), 1 / 16)
+    dy = rng.integers(-4, 5, y.shape).astype(np.float32)
+    expected = roi_pool_backward_naive(dy, roi_pool_forward_naive(x, rois, (3, 2), 1 / 16)[1])
+    np.testing.assert_array_equal(asnumpy(F.roi_pool_backward(xp.asarray(dy), cache)), expected)
 
 
 def test_gradients_of_overlapping_rois_add_up(F, xp):
