@@ -1,10 +1,11 @@
 #!/usr/bin/env python
-"""Truncated SVD of fc6/fc7 (paper Sec. 3.1, Fig. 2; minircnn.svd): forward time saved, and detection accuracy lost.
+"""Truncated SVD of fc6/fc7 (paper Sec. 3.1, Fig. 2; minircnn.inference.svd): forward time saved, and detection accuracy
+lost.
 
 1. Timing, VGG16 sizes: fc6 (25088 -> 4096) and fc7 (4096 -> 4096), with relu6/relu7 (dropout is the identity at
    test), on ``--rois`` (2000) RoI-pool outputs of shape (512, 7, 7), float32 NumPy, before and after
-   :func:`minircnn.svd.compress` with ``--vgg-ranks`` (the paper's fc6=1024,fc7=256), with one BLAS thread and with
-   all of them. The weights are random (the forward time does not depend on their values); the time of the
+   :func:`minircnn.inference.svd.compress` with ``--vgg-ranks`` (the paper's fc6=1024,fc7=256), with one BLAS thread and
+   with all of them. The weights are random (the forward time does not depend on their values); the time of the
    compression itself (two SVDs) is reported too. Each timed call follows a garbage collection and a 0.2 s pause
    (idle BLAS threads spin; see benchmarks/README.md); median and best of ``--repeat`` calls.
 2. Accuracy, with ``--checkpoint runs/tiny/checkpoint.npz``: VOC07 mAP of that detector on its test split (the
@@ -36,8 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO))
 
-from minircnn.config import set_blas_threads  # noqa: E402
-from minircnn.svd import compress, parse_ranks  # noqa: E402
+from minircnn.threads import set_blas_threads  # noqa: E402
+from minircnn.inference.svd import compress
+from minircnn.cli import parse_ranks  # noqa: E402
 
 
 def timed(fn, repeat, sleep_s=0.2):
@@ -66,7 +68,7 @@ def fc_params(model):
 
 def bench_timing(rois, ranks, repeat, factors="svd"):
     from minircnn.models import build_model
-    from minircnn.svd import factor_layers
+    from minircnn.inference.svd import factor_layers
     rng = np.random.default_rng(0)
     full = build_model("vgg16", 21, init=False)                 # zero weights, untouched memory: cheap
     for layer, std in ((full.fc6, 0.01), (full.fc7, 0.01)):
@@ -103,10 +105,11 @@ def bench_timing(rois, ranks, repeat, factors="svd"):
 
 
 def bench_map(checkpoint, rank_sets):
-    from minircnn.checkpoint import load_checkpoint
+    from minircnn.training.checkpoint import load_checkpoint
     from minircnn.data import VOCDataset, ensure_shapes_dataset
     from minircnn.data.proposals import proposals_for_split
-    from minircnn.evaluate import detect_split, score_detections
+    from minircnn.inference import detect_split
+    from minircnn.evaluation import score_detections
     set_blas_threads(1)
     ckpt = load_checkpoint(checkpoint)
     config = ckpt.config

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How the tiny preset's training recipe was chosen: train candidate recipes and tabulate what each learned.
 
-Each candidate is the tiny preset with a few settings changed, trained by :func:`minircnn.train.train` (the code
+Each candidate is the tiny preset with a few settings changed, trained by :func:`minircnn.training.loop.train` (the code
 the command runs) into ``runs/recipe/<data>/<candidate>`` and evaluated on the test split. A finished run is read
 back instead of retrained, so the table can be rebuilt and extended. Per candidate the table gives VOC07 mAP (IoU
 0.5), mAP at IoU 0.7, COCO-style AP, the lowest per-class AP and each class's, the box loss's mean over the last
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO))
 
-from minircnn.config import get_preset  # noqa: E402
+from minircnn.training.config import get_preset  # noqa: E402
 
 # the recipe before this study: lr 0.005, dropout 0.5, the classifier's own 4x4 RoI grid, 1200 iterations
 OLD = dict(base_lr=0.005, dropout=0.5, roi_size=4, iters=1200, stepsize=900)
@@ -75,7 +75,7 @@ def table(results: dict) -> str:
 
 
 def main(argv=None):
-    from minircnn.train import train
+    from minircnn.training.loop import train
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=None, help="a VOC-format folder (default: the built-in shapes set)")
     p.add_argument("--only", nargs="+", choices=sorted(CANDIDATES), help="candidates to run (default: all)")

@@ -25,7 +25,7 @@
 # Everything here runs on a laptop CPU: a tiny backbone instead of VGG16, and a built-in dataset of coloured shapes
 # instead of PASCAL VOC.
 #
-# Code: `minircnn/experiments.py` (the cached training runs of the lessons), `minircnn/train.py`,
+# Code: `minircnn/lab/experiments.py` (the cached training runs of the lessons), `minircnn/train.py`,
 # `minircnn/evaluate.py`, `minircnn/visualize.py`. Tests: `tests/test_experiments.py`, `tests/test_train.py`,
 # `tests/test_evaluate_cli.py`, `tests/test_visualize.py`.
 
@@ -35,10 +35,11 @@ import csv
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minircnn.checkpoint import load_checkpoint
+from minircnn.training.checkpoint import load_checkpoint
 from minircnn.data import VOCDataset
-from minircnn.evaluate import detect_image, format_table
-from minircnn.experiments import lesson_dataset, test_split_of, train_detector
+from minircnn.inference import detect_image
+from minircnn.evaluation import format_table
+from minircnn.lab.experiments import lesson_dataset, test_split_of, train_detector
 from minircnn.visualize import draw_boxes
 
 # %% [markdown]
@@ -86,7 +87,7 @@ print("files:", sorted(p.name for p in run.out.iterdir()))
 #
 # The checkpoint holds the trained weights and everything needed to use them: the class names, the pixel
 # preprocessing, and the statistics that turn the network's box outputs back into pixels. For each test image we
-# take its proposals and run the test-time procedure (`minircnn.evaluate.detect_image`): one forward pass, class
+# take its proposals and run the test-time procedure (`minircnn.inference.detect_image`): one forward pass, class
 # scores and corrected boxes for every proposal, then per class non-maximum suppression, which drops a box that
 # overlaps a better-scoring one of the same class too much.
 

@@ -33,9 +33,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minircnn.boxes import iou
-from minircnn.checkpoint import load_checkpoint
+from minircnn.training.checkpoint import load_checkpoint
 from minircnn.data import prepare_image, warp_region
-from minircnn.experiments import FAST, lesson_dataset, test_split_of, train_detector
+from minircnn.lab.experiments import FAST, lesson_dataset, test_split_of, train_detector
 from minircnn.models import Classifier, softmax
 from minircnn.visualize import draw_boxes
 

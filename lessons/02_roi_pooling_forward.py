@@ -327,7 +327,7 @@ plt.show()
 # * Pool one RoI at `spatial_scale = 1/16` and at `1/8` of a map twice the size. Do the windows cover the same
 #   pixels? Where does rounding make them differ?
 # * Find a box whose window leaves the map (say `x2` beyond the image) and print its bins: which ones are empty, and
-#   what does the output hold there? (Spec §14, gotcha 4.)
+#   what does the output hold there? (docs/reference.md §14.4.)
 # * Run `naive.roi_pool_forward_naive` on float64 features with a window of 29 rows: which bin changes compared
 #   with float32?
 # * Write the backward of the SPP pyramid: it is the sum of the four levels' `roi_pool_backward` results. Check it

@@ -23,7 +23,7 @@
 # several RoIs (proposals overlap a lot). This lesson: the argmax "switches", why their gradients add up, a gradient
 # check, and the two ways to compute the sum — scatter (the package) and gather (the original GPU kernel).
 #
-# Spec §1 (backward). Code: `roi_pool_backward` in `minircnn/functional/roi_pool.py`. Tests:
+# docs/reference.md §1 (backward). Code: `roi_pool_backward` in `minircnn/functional/roi_pool.py`. Tests:
 # `tests/functional/test_roi_pool.py`.
 
 # %%
@@ -38,6 +38,7 @@ from matplotlib.patches import Rectangle
 import minircnn.functional as F
 from minircnn.functional import naive, roi_bins
 from minircnn.gradcheck import check_backward, numerical_gradient, rel_error, tie_free
+from minircnn.lab import DEVICE  # noqa: F401  (MINIRCNN_DEVICE=gpu without a GPU stops the lesson here)
 
 FAST = os.environ.get("MINIRCNN_FAST", "0") not in ("", "0")   # CI sets MINIRCNN_FAST=1: smaller sizes
 rng = np.random.default_rng(0)
@@ -232,7 +233,7 @@ for name, (seconds, result) in timings.items():
 # one thread and the loops run in parallel. The price of gathering is the search for candidates, the price of
 # scattering is contention on the atomic adds when many outputs share a cell. (One subtle difference: when float32
 # rounding stretches a RoI's last bin one cell past its window, the original gather kernel never looks there and
-# drops that gradient, while a scatter keeps it — spec §1, "torchvision vs Caffe".)
+# drops that gradient, while a scatter keeps it — docs/reference.md §1, "torchvision vs Caffe".)
 #
 # ## 5. A picture
 #
@@ -266,6 +267,6 @@ print(f"cells of channel 0 that receive any gradient: {np.mean(counts > 0):.0%};
 # * Make two RoIs identical and check that every switched cell gets exactly twice the gradient of one RoI.
 # * Change `gather_backward` to skip the narrowing (visit every RoI and every bin) and confirm the answer does not
 #   change — only the amount of work.
-# * Find a RoI whose window is 57 cells tall pooled into 7 rows (float32 overshoot, spec §14 gotcha 2) with its
+# * Find a RoI whose window is 57 cells tall pooled into 7 rows (float32 overshoot, docs/reference.md §14.2) with its
 #   maximum in the row just past the window. Do `gather_backward` and the package agree there?
 # * Run the gradient check with `tie_free` replaced by `rng.integers(0, 3, ...)`: how large does the error get?

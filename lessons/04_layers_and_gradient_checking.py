@@ -199,7 +199,7 @@ print({k: f"{v:.1e}" for k, v in errors.items()})
 # Max pooling keeps each window's largest value; the backward sends the gradient to that one input (the "switch",
 # as in lesson 03), summed where windows overlap. One detail matters for the paper's models: Caffe computes the
 # output size with a *ceiling* (a last, partial window is kept), so VGG16 maps a 600-pixel side to 38 cells at conv5
-# where a floor would give 37 (spec §2):
+# where a floor would give 37 (docs/reference.md §2):
 
 # %%
 for side_px in (600, 1000):
@@ -235,8 +235,9 @@ except AssertionError as e:
     print("input 1e-7 from the kink ->", e)
 
 # %% [markdown]
-# **Dropout** (after fc6 and fc7 with p = 0.5 in the paper's networks, spec §2) zeroes each unit with probability p at training time. Like
-# Caffe's layer it is *inverted*: kept units are multiplied by `1/(1−p)`, so the expected output equals the input and
+# **Dropout** (after fc6 and fc7 with p = 0.5 in the paper's networks, docs/reference.md §2) zeroes each unit with
+# probability p at training time. Like Caffe's layer it is *inverted*: kept units are multiplied by `1/(1−p)`, so the
+# expected output equals the input and
 # the test-time layer is the identity. Measured:
 
 # %%
@@ -251,8 +252,8 @@ errors["dropout"] = check_backward(lambda a: F.dropout_forward(a, p=0.5, rng=np.
                                    F.dropout_backward, [xd], wrt=[0])[0]
 
 # %% [markdown]
-# **Softmax log loss** (the `L_cls` of paper Eq. 1): `L = −mean log p_u` with `p = softmax(scores)`. Its gradient has a famously
-# compact form, `(p − onehot(u)) / N`. A loss returns its gradient directly; `check_loss_gradient` checks it:
+# **Softmax log loss** (the `L_cls` of paper Eq. 1): `L = −mean log p_u` with `p = softmax(scores)`. Its gradient has a
+# famously compact form, `(p − onehot(u)) / N`. A loss returns its gradient directly; `check_loss_gradient` checks it:
 
 # %%
 scores = rng.standard_normal((8, 6))

@@ -27,8 +27,8 @@
 # This lesson: the loss as a loop and as the package computes it, L1 vs L2 on outliers, and what target
 # normalisation does to the size of the box term — measured on the built-in dataset.
 #
-# Spec §3 (losses), §5 (targets), gotchas 7–8. Code: `minircnn/functional/losses.py`, `minircnn/data/roidb.py`.
-# Tests: `tests/functional/test_losses.py`, `tests/data/test_roidb.py`.
+# docs/reference.md §3 (losses), §5 (targets), §14.7–14.8. Code: `minircnn/functional/losses.py`,
+# `minircnn/data/roidb.py`. Tests: `tests/functional/test_losses.py`, `tests/data/test_roidb.py`.
 
 # %%
 import os
@@ -44,6 +44,7 @@ from minircnn.boxes import decode
 from minircnn.data import (SamplerConfig, VOCDataset, append_flipped, compute_targets, ensure_shapes_dataset,
                            generate_shapes_dataset, roidb_from_dataset, sample_rois, unnormalize_deltas)
 from minircnn.gradcheck import check_loss_gradient
+from minircnn.lab import DEVICE  # noqa: F401  (MINIRCNN_DEVICE=gpu without a GPU stops the lesson here)
 
 FAST = os.environ.get("MINIRCNN_FAST", "0") not in ("", "0")   # CI sets MINIRCNN_FAST=1: smaller sizes
 rng = np.random.default_rng(0)
@@ -52,8 +53,8 @@ rng = np.random.default_rng(0)
 # ## 1. The loss of a mini-batch, as a loop
 #
 # For a mini-batch of R RoIs the original code averages the classification term over the RoIs and divides the
-# summed box term by R as well — by the number of *all* RoIs, not of the foreground ones (spec §3, gotcha 8). Loop
-# version, **teaching code**:
+# summed box term by R as well — by the number of *all* RoIs, not of the foreground ones (docs/reference.md §3, §14.8).
+# Loop version, **teaching code**:
 
 # %%
 def smooth_l1(d):
@@ -230,9 +231,9 @@ for j, name in enumerate(names):
 # %% [markdown]
 # (The spike at 0 is the ground-truth boxes themselves: they are RoIs too, with IoU 1, and regress onto
 # themselves.) The raw targets' standard deviations (printed above) are well below 1 — far inside smooth L1's
-# quadratic zone `|d| < 1`. What that does to the loss: take mini-batches the way training does (64 RoIs per image, at most 25%
-# foreground, `minircnn.data.sample_rois`) and evaluate both losses for a freshly initialised network, whose box
-# outputs are about 0 (the paper initialises `bbox_pred` with standard deviation 0.001) and whose class scores are
+# quadratic zone `|d| < 1`. What that does to the loss: take mini-batches the way training does (64 RoIs per image, at
+# most 25% foreground, `minircnn.data.sample_rois`) and evaluate both losses for a freshly initialised network, whose
+# box outputs are about 0 (the paper initialises `bbox_pred` with standard deviation 0.001) and whose class scores are
 # about equal:
 
 # %%
@@ -259,12 +260,12 @@ print(f"without normalisation the box term is {l_norm / l_raw:.0f}x smaller: lik
 
 # %% [markdown]
 # So with raw targets the classification loss swamps the box loss, and `dx`, `dy` (the narrower raw spread above)
-# would get weaker gradients than `dw`, `dh` even though each matters as much to the final box. Normalising puts all four on the same
-# scale and makes `λ = 1` a reasonable balance.
+# would get weaker gradients than `dw`, `dh` even though each matters as much to the final box. Normalising puts all
+# four on the same scale and makes `λ = 1` a reasonable balance.
 #
 # The statistics must be kept with the trained weights: at test time the network's outputs are un-normalised before
-# decoding (`unnormalize_deltas`, spec gotcha 7). A round trip — normalised targets → un-normalise → decode — must
-# land on the ground-truth boxes (up to the float32 rounding of the stored targets):
+# decoding (`unnormalize_deltas`, docs/reference.md §14.7). A round trip — normalised targets → un-normalise → decode —
+# must land on the ground-truth boxes (up to the float32 rounding of the stored targets):
 
 # %%
 entry = roidb[0]

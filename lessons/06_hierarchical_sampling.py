@@ -25,7 +25,7 @@
 # This lesson measures one SGD step both ways on a small network built from `minircnn.functional`, then looks at
 # what the sampler (`minircnn/data/sampler.py`) picks on the built-in dataset.
 #
-# Spec §6 and gotcha 10. Tests: `tests/data/test_sampler.py`.
+# docs/reference.md §6 and §14.10. Tests: `tests/data/test_sampler.py`.
 
 # %%
 import os
@@ -42,6 +42,7 @@ from minircnn.data import (PLAIN, SamplerConfig, VOCDataset, append_flipped, bat
                            compute_targets, ensure_shapes_dataset, generate_shapes_dataset, iterate_minibatches,
                            sample_rois)
 from minircnn.visualize import draw_boxes
+from minircnn.lab import DEVICE  # noqa: F401  (MINIRCNN_DEVICE=gpu without a GPU stops the lesson here)
 
 FAST = os.environ.get("MINIRCNN_FAST", "0") not in ("", "0")   # CI sets MINIRCNN_FAST=1: smaller sizes
 rng = np.random.default_rng(0)

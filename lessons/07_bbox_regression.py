@@ -23,7 +23,7 @@
 # This lesson: the parameterisation, worked by hand for one proposal; the normalisation of the targets; what the
 # trained regressors do to proposals on test images; and the mAP with and without them.
 #
-# Spec §5 (targets), §7 (encoding, decoding), §8 (test time), gotchas 6 and 7. Code: `minircnn/boxes.py`
+# docs/reference.md §5 (targets), §7 (encoding, decoding), §8 (test time), §14.6 and §14.7. Code: `minircnn/boxes.py`
 # (`encode`, `decode`, `iou`, `clip_boxes`), `minircnn/data/roidb.py` (`compute_targets`, `unnormalize_deltas`),
 # `minircnn/evaluate.py` (`im_detect`, `detect_split`). Tests: `tests/test_boxes.py`, `tests/data/test_roidb.py`,
 # `tests/test_evaluate_cli.py`.
@@ -39,8 +39,8 @@ from minircnn.training.checkpoint import load_checkpoint
 from minircnn.data import (VOCDataset, append_flipped, compute_targets, prepare_image, roidb_from_dataset,
                            unnormalize_deltas)
 from minircnn.data.proposals import proposals_for_split
-from minircnn.inference.im_detect import detect_split, im_detect
-from minircnn.evaluation.report import score_detections
+from minircnn.inference import detect_split, im_detect
+from minircnn.evaluation import score_detections
 from minircnn.functional import naive
 from minircnn.lab.experiments import FAST, lesson_dataset, test_split_of, train_detector
 from minircnn.visualize import draw_boxes
@@ -59,8 +59,8 @@ rng = np.random.default_rng(0)
 #
 # and decoding (`minircnn.boxes.decode`) runs it backwards: `cx = t_x P_w + P_cx`, `w = exp(t_w) P_w`, and the box
 # is `(cx − w/2, cy − h/2, cx + w/2 − 1, cy + h/2 − 1)`. The `− 1` undoes the `+ 1` of the width, so that decoding
-# the target gives `G` back exactly. Neither original codebase has it (spec §7, gotcha 6): the paper's code used
-# `w = x2 − x1` (plus 1e-14) where no `− 1` is needed, and py-faster-rcnn's `+ 1` widths without it decode every
+# the target gives `G` back exactly. Neither original codebase has it (docs/reference.md §7, §14.6): the paper's code
+# used `w = x2 − x1` (plus 1e-14) where no `− 1` is needed, and py-faster-rcnn's `+ 1` widths without it decode every
 # box one pixel too wide and too tall.
 #
 # Why these four numbers? Dividing the shift by the proposal's size and taking the log of the size ratio makes the
@@ -170,8 +170,8 @@ for k, name in enumerate(class_names, start=1):
 #
 # ## 4. The trained regressors at work
 #
-# At test time (`minircnn.evaluate.im_detect`, spec §8): one forward pass gives the class probabilities and the
-# normalised deltas of every class for every proposal; un-normalise, decode onto the proposals (in the original
+# At test time (`minircnn.inference.im_detect`, docs/reference.md §8): one forward pass gives the class probabilities
+# and the normalised deltas of every class for every proposal; un-normalise, decode onto the proposals (in the original
 # image's pixels), clip to the image. Written out for the first test image, and checked against the package:
 
 # %%
@@ -289,7 +289,7 @@ plt.show()
 #
 # Now the test protocol as a whole (score > 0.05, class-wise NMS at 0.3, at most 100 detections per image): once
 # with the regressed boxes, once with every detection's box left at its proposal (`bbox_reg=False`, the paper's
-# "no test-time bbox regression", spec §8 step 4). The classifier is the same network in both.
+# "no test-time bbox regression", docs/reference.md §8 step 4). The classifier is the same network in both.
 
 # %%
 found = {reg: detect_split(model, test_set, proposals, ckpt.bbox_means, ckpt.bbox_stds, ckpt.preprocessing, config,

@@ -32,8 +32,8 @@
 #
 # and measure their mAP on the test split of the built-in dataset, and their time per training step.
 #
-# Spec §2 ("Variants used for ablations"), §13 (Table 5). Modules: `minircnn/nn/network.py` (`plan_backward`),
-# `minircnn/train.py` (`apply_frozen`), `minircnn/experiments.py`. Tests: `tests/nn/`,
+# docs/reference.md §2 ("Variants used for ablations"), §13 (Table 5). Modules: `minircnn/nn/network.py`
+# (`plan_backward`), `minircnn/train.py` (`apply_frozen`), `minircnn/lab/experiments.py`. Tests: `tests/nn/`,
 # `tests/test_train_options.py`.
 
 # %%
@@ -42,11 +42,11 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minircnn.config import get_preset
+from minircnn.training.config import get_preset
 from minircnn.data import VOCDataset
-from minircnn.experiments import (FAST, FAST_CHANGES, detect_test_split, lesson_dataset, map_spread, train_detector,
-                                  training_minibatch)
-from minircnn.train import apply_frozen, initial_model
+from minircnn.lab.experiments import (FAST, FAST_CHANGES, detect_test_split, lesson_dataset, map_spread,
+                                      train_detector, training_minibatch)
+from minircnn.training.initialization import apply_frozen, initial_model
 
 CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 VARIANTS = {                       # name -> (run tag, frozen layers); "default" is the tiny preset's own run

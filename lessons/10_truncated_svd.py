@@ -9,7 +9,7 @@
 # ---
 
 # %% [markdown]
-# # Lesson 10 — Truncated SVD: cheaper fully connected layers
+# # Lesson 10 — Truncated SVD: cheaper fully connected layers, and what they cost in mAP
 #
 # **The claim (paper Sec. 3.1, Fig. 2 and Table 4).** In image classification the conv layers take most of the
 # forward time; the fc layers run once per image. In detection they run once per *RoI* — about 2000 per image — and
@@ -19,12 +19,13 @@
 # smaller layers. Detection time drops by more than 30% (320 → 223 ms per image, Fig. 2), and mAP by 0.3 points
 # (66.9 → 66.6 on VOC07), with no fine-tuning after the compression.
 #
-# This lesson does the math, checks it against `minircnn/svd.py`, looks at the singular values of our tiny detector's
-# fc layers, measures where the test-time forward spends its time before and after the compression — for the tiny
-# detector and for fc layers of VGG16's size — and measures what the compression costs in mAP, rank by rank.
+# This lesson does the math, checks it against `minircnn/inference/svd.py`, looks at the singular values of our
+# tiny detector's fc layers — of the weights and of what the layers compute on real RoI features — and measures what
+# the compression costs in mAP, rank by rank. Lesson 18 measures the other half of the claim: where the test-time
+# forward spends its time before and after the compression, for the tiny detector and at VGG16's sizes.
 #
-# Spec §11 (`FR:tools/compress_net.py`) and §13. Code: `minircnn/svd.py` (`truncated_svd`, `compress`), the
-# `--svd fc6=R6,fc7=R7` flag of `python -m minircnn.evaluate`. Tests: `tests/test_svd.py`. Benchmark:
+# docs/reference.md §11 (`FR:tools/compress_net.py`) and §13. Code: `minircnn/inference/svd.py` (`truncated_svd`,
+# `compress`), the `--svd fc6=R6,fc7=R7` flag of `python -m minircnn.evaluate`. Tests: `tests/test_svd.py`. Benchmark:
 # `benchmarks/bench_svd.py`.
 
 # %%
@@ -33,13 +34,13 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minircnn.checkpoint import load_checkpoint
-from minircnn.config import set_blas_threads
 from minircnn.data import image_pyramid, pyramid_rois
-from minircnn.evaluate import detect_split, score_detections
-from minircnn.experiments import FAST, lesson_dataset, map_spread, test_split_of, train_detector
-from minircnn.models import build_model, softmax
-from minircnn.svd import compress, factor_layers, truncated_svd
+from minircnn.evaluation import score_detections
+from minircnn.inference import detect_split
+from minircnn.inference.svd import compress, truncated_svd
+from minircnn.lab.experiments import FAST, lesson_dataset, map_spread, test_split_of, train_detector
+from minircnn.threads import set_blas_threads
+from minircnn.training.checkpoint import load_checkpoint
 
 set_blas_threads(1)            # one BLAS thread: steadier timings on a busy machine (lesson 06)
 rng = np.random.default_rng(0)
@@ -51,6 +52,7 @@ W6, W7 = (ckpt.model[name].params["weight"] for name in ("fc6", "fc7"))
 test_set, proposals = test_split_of(run)      # the test images and their proposals, as the run evaluated them
 print(f"default detector: mAP {run.metrics['map']:.3f}; fc6 weight {W6.shape} (outputs x inputs), "
       f"fc7 weight {W7.shape}")
+
 
 # %% [markdown]
 # ## 1. The math
@@ -101,22 +103,13 @@ print(f"rank-t alternative W Q Q^T (Q: {t} random orthonormal columns): squared 
       f"{np.linalg.norm(W6 - W6 @ q @ q.T) ** 2:.4f}")
 
 # %% [markdown]
-# What the layers cost, uv against t(u + v), for our fc layers and for VGG16's with the paper's ranks. (Our fc
-# layers have far fewer outputs than VGG16's 4096; the same *fractions* of the outputs as the paper's ranks, 1/4 for
-# fc6 and 1/16 for fc7, are our "paper-like" ranks.)
+# Our fc layers have far fewer outputs than VGG16's 4096. The same *fractions* of the outputs as the paper's ranks,
+# 1/4 for fc6 and 1/16 for fc7, are our "paper-like" ranks. (What a rank saves in multiply-adds and in time is
+# lesson 18's subject.)
 
 # %%
-def params(u, v, t=None):
-    return u * v if t is None else t * (u + v)
-
-
 PAPER_LIKE = {"fc6": W6.shape[0] // 4, "fc7": W7.shape[0] // 16}
-shapes = {"tiny fc6": (W6.shape, PAPER_LIKE["fc6"]), "tiny fc7": (W7.shape, PAPER_LIKE["fc7"]),
-          "VGG16 fc6": ((4096, 25088), 1024), "VGG16 fc7": ((4096, 4096), 256)}
-print(f"{'layer':10s} {'u x v':>13s} {'rank t':>7s} {'uv':>12s} {'t(u+v)':>12s} {'ratio':>6s} {'break-even t':>13s}")
-for name, ((u, v), rank) in shapes.items():
-    print(f"{name:10s} {f'{u}x{v}':>13s} {rank:7d} {params(u, v):12,d} {params(u, v, rank):12,d} "
-          f"{params(u, v) / params(u, v, rank):5.1f}x {u * v // (u + v):13d}")
+print("paper-like ranks:", PAPER_LIKE, "| VGG16 with the paper's ranks: fc6=1024 of 4096, fc7=256 of 4096")
 
 # %% [markdown]
 # `compress` does this to a detector in place: fc6 becomes the pair `fc6_L`, `fc6_U`, and the forward pass runs the
@@ -198,148 +191,13 @@ plt.show()
 # the dashed and solid curves on the right: where the solid ones (the error on what the layer actually computes)
 # lie below the dashed ones, the RoI features do not fill the input space evenly — they lean towards the leading
 # right singular vectors — and a rank that discards much of `‖W‖_F` may still keep most of the layer's output.
-# Section 5 measures what the detector makes of it.
+# Section 3 measures what the detector makes of it.
 #
-# ## 3. Where the time goes: the tiny detector, one image, ~2000 proposals
-#
-# We split one test-time forward (what `evaluate.im_detect` runs) into the stages of the paper's Fig. 2: the conv
-# layers, `roi_pool5`, fc6 (with its ReLU and dropout, the identity at test time), fc7 (likewise) and the rest — the
-# two output layers and the softmax. The image is the one of section 2; each stage is timed a few times and the
-# fastest run of each counts (the one least disturbed by other programs).
-
-# %%
-def stage_of(name):
-    """The Fig. 2 stage a trunk layer belongs to: fc6, fc6_L, fc6_U, relu6, drop6 -> 'fc6' (likewise fc7)."""
-    return "fc" + name.split("_")[0][-1]
-
-
-def stage_times(model, blob, rois, repeat=3):
-    """Seconds of each stage of one test-time forward (fastest of ``repeat`` runs, stage by stage), and the
-    class probabilities, checked against ``model.predict``."""
-    best = {}
-    for _ in range(repeat):
-        seconds = {}
-        t0 = time.perf_counter()
-        x = model.backbone.forward(blob, train=False)
-        t1 = time.perf_counter()
-        seconds["convs"] = t1 - t0
-        x = model.roi_pool5.forward(x, rois, train=False)
-        seconds["roi_pool5"] = time.perf_counter() - t1
-        for layer in model.trunk[1:]:
-            t1 = time.perf_counter()
-            x = layer.forward(x, train=False)
-            seconds[stage_of(layer.name)] = seconds.get(stage_of(layer.name), 0) + time.perf_counter() - t1
-        t1 = time.perf_counter()
-        probs = softmax(model.cls_score.forward(x, train=False))
-        model.bbox_pred.forward(x, train=False)
-        seconds["other"] = time.perf_counter() - t1
-        best = {k: min(v, best.get(k, np.inf)) for k, v in seconds.items()}
-    return best, probs
-
-
-repeat = 2 if FAST else 5
-tiny = {}
-for label, ranks in (("before SVD", {}), ("after SVD", PAPER_LIKE)):
-    model = compress(load_checkpoint(run.checkpoint).model, ranks)
-    tiny[label], probs = stage_times(model, blob, rois, repeat)
-    reference, _ = model.predict(blob, rois)
-    assert np.allclose(probs, reference, atol=1e-5)         # the staged pass is the model's own forward
-print("ranks after SVD:", PAPER_LIKE)
-
-
-def print_breakdown(times):
-    before, after = times["before SVD"], times["after SVD"]
-    print(f"{'stage':10s} {'before (ms)':>12s} {'share':>6s} {'after (ms)':>11s} {'share':>6s}")
-    for stage in before:
-        print(f"{stage:10s} {before[stage] * 1e3:12.1f} {before[stage] / sum(before.values()):6.1%} "
-              f"{after[stage] * 1e3:11.1f} {after[stage] / sum(after.values()):6.1%}")
-    fc = [sum(t[k] for k in ("fc6", "fc7")) for t in (before, after)]
-    print(f"{'total':10s} {sum(before.values()) * 1e3:12.1f} {'':6s} {sum(after.values()) * 1e3:11.1f}")
-    print(f"fc6 + fc7: {fc[0] / fc[1]:.1f}x faster; whole forward {sum(before.values()) / sum(after.values()):.2f}x "
-          f"faster (time {sum(after.values()) / sum(before.values()) - 1:+.0%})")
-
-
-print_breakdown(tiny)
-
-# %% [markdown]
-# ## 4. The same at VGG16's sizes
-#
-# Our tiny detector is not VGG16: its fc layers are far smaller (the table of section 1 has both shapes). To see
-# the paper's situation we build VGG16 itself (random weights: the time of a forward pass does not depend on the
-# values), feed it one image blob of 600 × 800 and 2000 random boxes, and time the same stages before and after
-# factoring fc6 and fc7 at the paper's ranks, 1024 and 256. Computing the real SVD of a 4096 × 25088 matrix takes
-# minutes, so after SVD the two pairs of layers get random values of the right shapes (`factor_layers`, the
-# structure `compress` builds): again only the shapes decide the time.
-#
-# VGG16's parameters alone take over half a gigabyte of memory (printed below). With `MINIRCNN_FAST` everything shrinks (a VGG16 with few
-# channels and fc layers of 256, a 96 × 128 image, 200 RoIs, ranks 64 and 16): the numbers then say nothing about
-# VGG16.
-
-# %%
-if FAST:
-    vgg = build_model("vgg16", 21, fc_width=256, channels=(8, 8, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32))
-    height, width, n_rois, vgg_ranks = 96, 128, 200, {"fc6": 64, "fc7": 16}
-else:
-    vgg = build_model("vgg16", 21)                      # He-initialised
-    height, width, n_rois, vgg_ranks = 600, 800, 2000, {"fc6": 1024, "fc7": 256}
-image = rng.normal(0, 50, (1, 3, height, width)).astype(np.float32)
-corner = rng.uniform(0, 1, (n_rois, 2)) * (width, height)
-side = rng.uniform(32, 0.6 * min(width, height), (n_rois, 2))     # proposal-like sizes, clipped to the image
-boxes = np.concatenate([corner, np.minimum(corner + side, (width - 1, height - 1))], axis=1)
-vgg_rois = np.concatenate([np.zeros((n_rois, 1)), boxes], axis=1).astype(np.float32)
-
-print(f"VGG16{' (narrow, FAST)' if FAST else ''}: {vgg.num_parameters():,} parameters, "
-      f"{vgg.num_parameters() * 4 / 2**20:.0f} MiB as float32")
-vgg_times = {"before SVD": stage_times(vgg, image, vgg_rois, repeat=1 if FAST else 2)[0]}
-factor_layers(vgg, vgg_ranks)
-for name in vgg_ranks:
-    for layer in (vgg[f"{name}_L"], vgg[f"{name}_U"]):
-        for key, value in layer.params.items():
-            layer.params[key] = (rng.standard_normal(value.shape, dtype=np.float32) * 0.01)
-vgg_times["after SVD"] = stage_times(vgg, image, vgg_rois, repeat=1 if FAST else 2)[0]
-del vgg
-print(f"VGG16{' (narrow, FAST)' if FAST else ''}, {height}x{width} image, {n_rois} RoIs, ranks {vgg_ranks}, "
-      "one BLAS thread:")
-print_breakdown(vgg_times)
-PAPER_FIG2 = {"before SVD": {"convs": 146, "roi_pool5": 17, "fc6": 122, "fc7": 20, "other": 11},
-              "after SVD": {"convs": 143, "roi_pool5": 17, "fc6": 37, "fc7": 4, "other": 11}}   # ms, K40
-print("paper, Fig. 2 (one K40 GPU): 320 -> 223 ms; fc6 + fc7 142 -> 41 ms (3.5x)")
-
-# %%
-STAGES = ("convs", "roi_pool5", "fc6", "fc7", "other")
-cases = [("tiny detector, ms", tiny, 1e3), (f"VGG16{' (narrow)' if FAST else ''}, ms", vgg_times, 1e3),
-         ("paper, VGG16 on a K40, ms", PAPER_FIG2, 1)]
-fig, axes = plt.subplots(1, 3, figsize=(16, 3.2))
-for ax, (title, times, unit) in zip(axes, cases):
-    for row, label in enumerate(("before SVD", "after SVD")):
-        left = 0
-        for k, stage in enumerate(STAGES):
-            value = times[label][stage] * unit
-            ax.barh(row, value, left=left, color=f"C{k}", label=stage if row == 0 else None)
-            share = value / sum(times[label].values()) / unit
-            if share > 0.08:
-                ax.text(left + value / 2, row, f"{share:.0%}", ha="center", va="center", fontsize=8)
-            left += value
-    ax.set_yticks([0, 1], ["before SVD", "after SVD"])
-    ax.invert_yaxis()
-    ax.set_title(title)
-axes[0].legend(fontsize=8, loc="lower right")
-plt.tight_layout()
-plt.show()
-
-# %% [markdown]
-# Read the bars as the paper's Fig. 2 turned on its side. How the shares split on a CPU is not how they split on a
-# GPU (a K40 running Caffe does convs and matrix products at other relative speeds than NumPy on one CPU thread),
-# but the mechanism is the same one: fc6 and fc7 cost a fixed amount *per RoI*, so with thousands of RoIs they can
-# weigh as much as a whole image's conv layers, or more, and the SVD shrinks exactly that part. The gain in fc6 +
-# fc7 follows the ratio of multiply-adds, uv against t(u + v) (table in section 1); what it is worth for the whole
-# forward depends on how big a share the fc layers had to begin with.
-#
-# ## 5. What it costs in mAP
+# ## 3. What it costs in mAP
 #
 # Now the trained detector, compressed at several ranks and evaluated on the whole test split each time, exactly as
 # `python -m minircnn.evaluate --svd fc6=R6,fc7=R7` would. Three series: fc6 alone, fc7 alone, and both with fc7's
-# rank a quarter of fc6's (the paper's 1024 : 256; one point of it is the paper-like setting of section 3). No
+# rank a quarter of fc6's (the paper's 1024 : 256; one point of it is the paper-like setting of section 1). No
 # fine-tuning after the compression, as in the paper.
 
 # %%
@@ -398,8 +256,7 @@ print(f"paper-like ranks fc6={PAPER_LIKE['fc6']}, fc7={PAPER_LIKE['fc7']}: mAP {
       f"({like[4] / base_seconds - 1:+.0%}), fc6 + fc7 weights {results[0][2] / like[2]:.1f}x fewer")
 verdict = "within" if abs(drop) <= spread else "larger than"
 print(f"-> the mAP change is {verdict} one bootstrap standard deviation; the time per image changed by "
-      f"{like[4] / base_seconds - 1:+.0%} (section 3's forward alone: "
-      f"{sum(tiny['after SVD'].values()) / sum(tiny['before SVD'].values()) - 1:+.0%})")
+      f"{like[4] / base_seconds - 1:+.0%} (lesson 18 times the forward alone, stage by stage)")
 print("paper, VGG16 at fc6=1024, fc7=256: mAP 66.9 -> 66.6 (-0.3 points), 0.32 -> 0.22 s/image (Table 4)")
 losses = [base_map - r[3] for r in results[1:]]
 print(f"largest mAP drop over all settings: {max(losses):.3f}, at "
@@ -409,8 +266,8 @@ print(f"largest mAP drop over all settings: {max(losses):.3f}, at "
 # The paper's finding has two parts; check each against the printed numbers.
 #
 # * **Speed.** The compression saves time in proportion to the share fc6 and fc7 had in the forward pass —
-#   section 3 measured it for our detector and section 4 for VGG16's sizes — and the time per image of a whole
-#   evaluation saves less than the forward alone, because it also loads images and runs NMS.
+#   lesson 18 measures it for our detector and at VGG16's sizes — and the time per image of a whole evaluation saves
+#   less than the forward alone, because it also loads images and runs NMS.
 # * **Accuracy.** The paper loses 0.3 points at ranks of a quarter of fc6's outputs and a sixteenth of fc7's. Compare
 #   our paper-like point (the star) with the grey band: a change inside it is not evidence of any loss on our small test
 #   split (and the band is generous for two detectors scored on the same images). Further down the curves the loss
@@ -423,15 +280,15 @@ print(f"largest mAP drop over all settings: {max(losses):.3f}, at "
 # also suggests why: the paper's ranks are the same fractions of the *outputs*, but what counts is the share of
 # the layer's action that a rank keeps, and a layer whose spectrum is nearly as flat as a random matrix's gives up
 # more of it at a given fraction than one whose singular values fall fast (we cannot check VGG16's trained spectrum
-# here: its random weights in section 4 only stand in for its shape).
+# here: lesson 18 builds VGG16 with random weights, which only stand in for its shape).
 #
 # ## Try this next
 #
 # * The paper does not fine-tune after compressing ("further speed-ups are possible with smaller drops in mAP if one
-#   fine-tunes again after compression", Sec. 3.1). Compress, save (`minircnn.checkpoint.save_checkpoint`), and
-#   train a few hundred iterations from the compressed checkpoint: how much of the lost mAP comes back?
+#   fine-tunes again after compression", Sec. 3.1). Compress, save (`minircnn.training.checkpoint.save_checkpoint`),
+#   and train a few hundred iterations from the compressed checkpoint: how much of the lost mAP comes back?
 # * Pick the rank from the data instead of the weights: for RoI features `X` of the training images, the best
 #   rank-t layer minimises `‖(W − W_t) X‖`, not `‖W − W_t‖` (a generalised SVD; Zhang et al. 2015 did this for
 #   VGG16's convs). Does it keep more mAP at rank 16?
-# * Set `set_blas_threads(0)` (all cores) and redo section 4: does the share of fc6 + fc7 change?
-# * `python benchmarks/bench_svd.py --factors random` times fc6 + fc7 of VGG16 size with more repetitions.
+# * Compress fc6 and fc7 to the rank at which section 2's output error on the RoIs (solid curves) reaches 0.1, and
+#   compare the mAP with the paper-like ranks: is the output error a better guide than the share of `‖W‖²_F`?

@@ -31,9 +31,10 @@
 # pyramid, with a close look at the 224² rule), then with one extra training run that samples a random scale for
 # each image.
 #
-# Spec §4 (scales), §8 (test time: the pyramid and the level rule), §13. Code: `minircnn/data/transforms.py`
-# (`scale_for`, `image_pyramid`, `pyramid_rois`), `minircnn/evaluate.py` (`im_detect`, `--test-scales`), training
-# scales in `minircnn/data/sampler.py`. Tests: `tests/data/test_transforms.py`, `tests/test_evaluate_cli.py`.
+# docs/reference.md §4 (scales), §8 (test time: the pyramid and the level rule), §13. Code:
+# `minircnn/data/transforms.py` (`scale_for`, `image_pyramid`, `pyramid_rois`), `minircnn/evaluate.py` (`im_detect`,
+# `--test-scales`), training scales in `minircnn/data/sampler.py`. Tests: `tests/data/test_transforms.py`,
+# `tests/test_evaluate_cli.py`.
 
 # %%
 import time
@@ -41,11 +42,12 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minircnn.checkpoint import load_checkpoint
-from minircnn.config import set_blas_threads
+from minircnn.training.checkpoint import load_checkpoint
+from minircnn.threads import set_blas_threads
 from minircnn.data import pyramid_rois, scale_for
-from minircnn.evaluate import im_detect, score_detections
-from minircnn.experiments import apply_protocol, lesson_dataset, map_spread, test_split_of, train_detector
+from minircnn.inference import im_detect
+from minircnn.evaluation import score_detections
+from minircnn.lab.experiments import apply_protocol, lesson_dataset, map_spread, test_split_of, train_detector
 from minircnn.visualize import draw_boxes
 
 set_blas_threads(1)           # one BLAS thread: steadier timings on a busy machine (lesson 06)
@@ -79,7 +81,7 @@ print(f"ratio of the largest to the smallest level: ours {PYRAMID[-1] / PYRAMID[
 #
 # With scale factors `f_1 … f_S` (level s multiplies the image by `f_s`), a proposal of `w × h` pixels has area
 # `w h f_s²` at level s. Fast R-CNN, like SPPnet, pools each proposal from the level where that area is closest to
-# 224², the square the ImageNet network saw in pretraining (spec §8, `_project_im_rois`):
+# 224², the square the ImageNet network saw in pretraining (docs/reference.md §8, `_project_im_rois`):
 #
 # $$s^*(\text{box}) = \arg\min_s \left| w\,h\,f_s^2 - 224^2 \right| .$$
 #
@@ -174,9 +176,9 @@ plt.show()
 # ## 2. Test time: single scales against the pyramid
 #
 # The default detector (trained at one scale) on the whole test split: at three single scales, and with the pyramid
-# under both canonical sizes. `im_detect` is the package's test-time forward (spec §8); all levels of a pyramid go
-# through the convs as one batch. Seconds per image count `im_detect` alone (resizing, the network, decoding the
-# boxes): the images are loaded beforehand, and NMS and scoring come after, like the paper's test rate, which
+# under both canonical sizes. `im_detect` is the package's test-time forward (docs/reference.md §8); all levels of a
+# pyramid go through the convs as one batch. Seconds per image count `im_detect` alone (resizing, the network, decoding
+# the boxes): the images are loaded beforehand, and NMS and scoring come after, like the paper's test rate, which
 # leaves out the proposals.
 
 # %%
@@ -218,8 +220,8 @@ print(f"\n(the training run's own test, at {config.test_scale} with the longer s
 #
 # ## 3. Train time: a random scale per image
 #
-# The paper's multi-scale *training* samples one of the pyramid's scales each time it uses an image (spec §4,
-# `TRAIN.SCALES`), so the network sees every object at several sizes. One extra training run does that with our
+# The paper's multi-scale *training* samples one of the pyramid's scales each time it uses an image (docs/reference.md
+# §4, `TRAIN.SCALES`), so the network sees every object at several sizes. One extra training run does that with our
 # pyramid's five scales (the longer side capped at 700, as at test); everything else is the default run's. The first
 # call trains it (several minutes); later calls read it back from
 # `runs/lessons/multiscale_train`.

@@ -24,12 +24,12 @@
 # 0.95 — which rewards boxes that fit tightly.
 #
 # This lesson takes the default trained detector and walks through every step after the network: the test
-# protocol (`minircnn/protocols.py`, `minircnn/evaluate.py`), NMS (`minircnn/boxes.py`), and the metric
-# (`minircnn/evaluation.py`): precision–recall curves, 11-point vs area AP, the "difficult" flag, and AP at stricter
+# protocol (`minircnn/inference/protocols.py`, `minircnn/evaluate.py`), NMS (`minircnn/boxes.py`), and the metric
+# (`minircnn/evaluation/voc.py`): precision–recall curves, 11-point vs area AP, the "difficult" flag, and AP at stricter
 # IoU thresholds.
 #
-# Spec §8 (test time), §9 (NMS), §10 (VOC evaluation), §13 (the COCO numbers). Tests: `tests/test_evaluation.py`,
-# `tests/test_boxes.py`, `tests/test_protocols.py`.
+# docs/reference.md §8 (test time), §9 (NMS), §10 (VOC evaluation), §13 (the COCO numbers). Tests:
+# `tests/test_evaluation.py`, `tests/test_boxes.py`, `tests/test_protocols.py`.
 
 # %%
 import inspect
@@ -42,7 +42,7 @@ from minircnn.boxes import nms
 from minircnn.training.checkpoint import load_checkpoint
 from minircnn.data import VOCDataset, proposals_for_split
 from minircnn.data.shapes import DIFFICULT_BELOW
-from minircnn.evaluation.report import score_detections
+from minircnn.evaluation import score_detections
 from minircnn.evaluation import eval_detection_coco_style, eval_detection_voc, precision_recall, voc_ap
 from minircnn.functional import naive
 from minircnn.lab.experiments import FAST, apply_protocol, detector_outputs, lesson_dataset, train_detector
@@ -90,7 +90,7 @@ print(f"mAP {metrics['map']:.3f} (the training run measured {run.metrics['map']:
 # order-dependent: the best-scored box of a cluster wins, not the best-placed one.
 #
 # A loop version, written for reading, is the package's reference `nms_naive` (`minircnn/functional/naive.py`, with
-# the intersection and union of two boxes with `+1` widths, spec §7):
+# the intersection and union of two boxes with `+1` widths, docs/reference.md §7):
 
 # %%
 print(inspect.getsource(naive._inter_union))
@@ -313,10 +313,10 @@ plt.show()
 # ## 7. Our test protocol and the paper's
 #
 # `minircnn` follows py-faster-rcnn's simple rule by default: per image, score > 0.05, NMS 0.3, the 100 best. The
-# code behind the paper's numbers (`FR:test.py`, spec §8) did it differently: the 100 best candidates per class per
-# image *before* NMS, then a per-class score threshold chosen over the whole test set so that about 40 detections per
-# class per image remain on average, then NMS, with no cap per image (`protocol="paper"`, `minircnn/protocols.py`).
-# Same network outputs, both protocols:
+# code behind the paper's numbers (`FR:test.py`, docs/reference.md §8) did it differently: the 100 best candidates per
+# class per image *before* NMS, then a per-class score threshold chosen over the whole test set so that about 40
+# detections per class per image remain on average, then NMS, with no cap per image (`protocol="paper"`,
+# `minircnn/inference/protocols.py`). Same network outputs, both protocols:
 
 # %%
 for protocol in ("simple", "paper"):

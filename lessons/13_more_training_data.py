@@ -16,8 +16,8 @@
 # training examples. The paper trains VGG16 on VOC 2007 trainval (5k images) and then on the union of VOC 2007 and
 # VOC 2012 trainval (16.5k images, about three times as many, with 60k SGD iterations instead of 40k): mAP on VOC
 # 2007 test goes from **66.9** to **70.0**. The only data augmentation Fast R-CNN uses is horizontal flipping
-# (Sec. 2.3; the code appends a mirrored copy of every training image, spec §5), which doubles the training set for
-# free.
+# (Sec. 2.3; the code appends a mirrored copy of every training image, docs/reference.md §5), which doubles the training
+# set for free.
 #
 # **Our version.** The built-in dataset has 400 trainval images. We train the tiny detector on a quarter, a half
 # and all of them (`TrainConfig.train_images`), with flipping (the preset) and without (`flip=False`), and plot
@@ -30,19 +30,20 @@
 # set more iterations: here a smaller set is simply seen more times (more epochs), so what we measure is how a
 # fixed training budget uses more data.
 #
-# Spec §5 (flipped copies), §13 (Table 1). Modules: `minircnn/train.py` (`build_training_roidb`: the subsets and
-# the flips), `minircnn/data/roidb.py` (`append_flipped`), `minircnn/experiments.py`. Tests:
+# docs/reference.md §5 (flipped copies), §13 (Table 1). Modules: `minircnn/train.py` (`build_training_roidb`: the
+# subsets and the flips), `minircnn/data/roidb.py` (`append_flipped`), `minircnn/lab/experiments.py`. Tests:
 # `tests/test_train_options.py`, `tests/data/test_roidb.py`.
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minircnn.config import get_preset
+from minircnn.training.config import get_preset
 from minircnn.data import VOCDataset
 from minircnn.data.proposals import proposals_for_split
-from minircnn.experiments import FAST, FAST_CHANGES, detect_test_split, lesson_dataset, map_spread, train_detector
-from minircnn.train import build_training_roidb, read_log
+from minircnn.lab.experiments import FAST, FAST_CHANGES, detect_test_split, lesson_dataset, map_spread, train_detector
+from minircnn.training.minibatches import build_training_roidb
+from minircnn.training.log import read_log
 
 root = lesson_dataset()            # data/shapes (generated on first use); with MINIRCNN_FAST a few images
 train_set = VOCDataset(root, "trainval")

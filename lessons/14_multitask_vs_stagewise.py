@@ -29,10 +29,10 @@
 #
 # **Our version.** The tiny detector on the built-in dataset, the same four detectors: (a) `bbox_loss_weight=0`;
 # (b) and (d) the tiny preset's own run (tag `"default"`), tested without and with box regression
-# (`bbox_reg=False` in `minircnn.evaluate.detect_split`: every class's box is the proposal itself); (c) (a)'s
+# (`bbox_reg=False` in `minircnn.inference.detect_split`: every class's box is the proposal itself); (c) (a)'s
 # checkpoint as the starting weights (`weights=<checkpoint.npz>`), every layer frozen except `bbox_pred`.
 #
-# Spec §2 ("Variants used for ablations": the original's `no_bbox_reg` and `piecewise` models), §8, §13.
+# docs/reference.md §2 ("Variants used for ablations": the original's `no_bbox_reg` and `piecewise` models), §8, §13.
 # Modules: `minircnn/models/fast_rcnn.py` (`multitask_loss`, `FastRCNN.backward`), `minircnn/evaluate.py`,
 # `minircnn/train.py`. Tests: `tests/models/`, `tests/test_train.py`, `tests/test_train_options.py`.
 
@@ -41,13 +41,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minircnn.boxes import iou
-from minircnn.checkpoint import load_checkpoint
+from minircnn.training.checkpoint import load_checkpoint
 from minircnn.data import VOCDataset
 from minircnn.data.proposals import proposals_for_split
-from minircnn.evaluate import im_detect, score_detections
-from minircnn.experiments import FAST, detect_test_split, lesson_dataset, map_spread, train_detector, training_minibatch
+from minircnn.inference import im_detect
+from minircnn.evaluation import score_detections
+from minircnn.lab.experiments import (FAST, detect_test_split, lesson_dataset, map_spread, train_detector,
+                                      training_minibatch)
 from minircnn.models import multitask_loss
-from minircnn.train import read_log
+from minircnn.training.log import read_log
 
 root = lesson_dataset()            # data/shapes (generated on first use); with MINIRCNN_FAST a few images
 EVERY_LAYER_BUT_BBOX_PRED = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "cls_score")

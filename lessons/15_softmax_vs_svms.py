@@ -34,7 +34,8 @@
 # Then one more classifier the paper did not need, as a control: the softmax retrained on the same fixed features,
 # solved to the optimum like the SVMs.
 #
-# Spec §4 (`svm.yml`: TEST.SVM), §13 (Table 8). Module: `minircnn/svm.py` (after `FR:tools/train_svms.py`).
+# docs/reference.md §4 (`svm.yml`: TEST.SVM), §13 (Table 8). Module: `minircnn/lab/svm.py` (after
+# `FR:tools/train_svms.py`).
 # Tests: `tests/test_svm.py`.
 
 # %%
@@ -43,17 +44,18 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minircnn.checkpoint import load_checkpoint
+from minircnn.training.checkpoint import load_checkpoint
 from minircnn.data import VOCDataset
 from minircnn.data.proposals import proposals_for_split
-from minircnn.evaluate import detect_split, score_detections
+from minircnn.inference import detect_split
+from minircnn.evaluation import score_detections
 from minircnn.evaluation import voc_ap
-from minircnn.experiments import FAST, lesson_dataset, train_detector
+from minircnn.lab.experiments import FAST, lesson_dataset, train_detector
 from minircnn.gradcheck import check_loss_gradient, rel_error
 from minircnn.models import softmax
-from minircnn.svm import (EVICT_THRESH, HARD_THRESH, NEG_IOU_THRESH, TARGET_NORM, RawScores, collect_features,
-                          feature_scale, install_svms, mine_hard_negatives, set_cls_score, svm_objective, train_softmax,
-                          train_svm)
+from minircnn.lab.svm import (EVICT_THRESH, HARD_THRESH, NEG_IOU_THRESH, TARGET_NORM, RawScores, collect_features,
+                              feature_scale, install_svms, mine_hard_negatives, set_cls_score, svm_objective,
+                              train_softmax, train_svm)
 
 C, POS_WEIGHT, BIAS_SCALE = 0.001, 2.0, 10.0     # train_svms.py's settings (R-CNN's)
 PER_IMAGE = 32 if FAST else 128                  # proposals kept per training image (R-CNN: all ~2000)
@@ -76,7 +78,7 @@ rng = np.random.default_rng(0)
 #
 # One change from R-CNN: it used the hinge $\max(0, 1 - y f)$ itself (liblinear's "L1-loss" SVM, solved in the
 # dual); we square it (the "L2-loss" SVM). The square is smooth, so a general optimiser (L-BFGS from SciPy) finds the
-# exact minimum of the primal in a few lines (`minircnn.svm.train_svm`). Both are max-margin linear classifiers,
+# exact minimum of the primal in a few lines (`minircnn.lab.svm.train_svm`). Both are max-margin linear classifiers,
 # and in both a negative that scores below $-1$ has no influence at all — the fact hard negative mining rests on.
 #
 # The gradient, for the examples inside their margin ($m_i = 1 - y_i f(x_i) > 0$):
@@ -86,7 +88,7 @@ rng = np.random.default_rng(0)
 
 # %%
 def svm_objective_loop(w, b, X, y, C, pos_weight, bias_scale):
-    """J(w, b) and its gradient, one example at a time (the vectorised version is minircnn.svm.svm_objective)."""
+    """J(w, b) and its gradient, one example at a time (the vectorised version is minircnn.lab.svm.svm_objective)."""
     J = 0.5 * w @ w + 0.5 * (b / bias_scale) ** 2
     dw, db = w.copy(), b / bias_scale ** 2
     for x_i, y_i in zip(X, y):
@@ -119,7 +121,7 @@ print(f"package gradient vs central differences: relative error "
 # would give, although no round saw the whole pool (`tests/test_svm.py` checks this).
 #
 # R-CNN streamed the pool image by image and retrained whenever the cache had grown enough; we hold every feature in
-# memory, so a round scores the whole pool at once (`minircnn.svm.mine_hard_negatives`). Here on a toy problem: a
+# memory, so a round scores the whole pool at once (`minircnn.lab.svm.mine_hard_negatives`). Here on a toy problem: a
 # few positives, and a pool of negatives mostly far from them. The features are two numbers, so we use $C = 1$.
 
 # %%
@@ -158,7 +160,7 @@ plt.show()
 # Now the real thing. The default detector (`train_detector("default", ...)`, trained once and shared by the
 # lessons; with `MINIRCNN_FAST=1` a few steps on a few images, where no number means anything). Each training image
 # goes once through the network at the test scale, without flipping (the paper's `svm.yml` turns flips off), and
-# we keep the fc7 output (after its ReLU, with dropout off, as at test time: `minircnn.svm.fc7_features`) of
+# we keep the fc7 output (after its ReLU, with dropout off, as at test time: `minircnn.lab.svm.fc7_features`) of
 #
 # * every ground-truth box — R-CNN's **positives** for their class;
 # * `PER_IMAGE` proposals per image drawn at random — R-CNN used all of them, about 2000; our selective search gives
@@ -226,10 +228,10 @@ print(f"\n{len(names)} SVMs in {svm_s:.1f} s (hard: score > {HARD_THRESH:g}; evi
 # than the network's softmax, **and** they were solved to their exact optimum on fixed features, where the softmax
 # got whatever the SGD steps of the whole network gave it. To separate the two, we also retrain the softmax layer
 # alone on the same fc7 features, with Fast R-CNN's own labels (a proposal whose best IoU is at least 0.5 takes that
-# object's class, one in $[0.1, 0.5)$ is background, spec §6; plus the ground-truth boxes), its loss (the mean log
-# loss) and its weight decay (0.0005), solved to the optimum with L-BFGS (`minircnn.svm.train_softmax`). Only the
-# optimisation differs from the network's own softmax: all examples at once instead of sampled mini-batches of 25%
-# foreground, and flips left out.
+# object's class, one in $[0.1, 0.5)$ is background, docs/reference.md §6; plus the ground-truth boxes), its loss (the
+# mean log loss) and its weight decay (0.0005), solved to the optimum with L-BFGS (`minircnn.lab.svm.train_softmax`).
+# Only the optimisation differs from the network's own softmax: all examples at once instead of sampled mini-batches of
+# 25% foreground, and flips left out.
 
 # %%
 tic = time.perf_counter()
@@ -351,11 +353,11 @@ if np.any(np.isfinite(gaps)):
 # * If the SVMs are clearly better **and** the post-hoc softmax is about as good as they are, the SVMs' advantage
 #   is not their loss, their labels or their mining: a softmax given the same fixed features and the same exact
 #   optimisation does as well. What differs is how far training got: our tiny detector runs the SGD steps printed
-#   in section 3, and its mAP was still rising when they ended (the tiny preset's docstring in `minircnn/config.py`
-#   records the curve), while the paper's networks ran 40 000 steps and converged. On a converged network the
-#   softmax layer sits near its optimum already, and a post-hoc classifier has little left to gain — the paper's
-#   situation. If the table of section 7 shows the same gaps on the training data, the network's softmax is short
-#   of fitting it (under-trained), not short of generalising.
+#   in section 3, and its mAP was still rising when they ended (the tiny preset's docstring in
+#   `minircnn/training/config.py` records the curve), while the paper's networks ran 40 000 steps and converged. On a
+#   converged network the softmax layer sits near its optimum already, and a post-hoc classifier has little left to gain
+#   — the paper's situation. If the table of section 7 shows the same gaps on the training data, the network's softmax
+#   is short of fitting it (under-trained), not short of generalising.
 #   not short of generalising.
 # * If the SVMs beat both softmaxes clearly, the difference is in what the SVMs optimise — the one-vs-rest hinge,
 #   the weighting of positives, ground-truth boxes as the only positives — and the paper's finding does not carry

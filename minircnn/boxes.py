@@ -1,10 +1,10 @@
 """Boxes: IoU, the R-CNN box parameterisation (encode/decode), clipping and non-maximum suppression.
 
 Boxes are ``(x1, y1, x2, y2)``, 0-based, with inclusive pixel corners, so a box is ``x2 - x1 + 1`` pixels wide
-(spec §7). Every function runs on NumPy or CuPy arrays: the array module is taken from the inputs and the result lives
-on the same device.
+(docs/reference.md §7). Every function runs on NumPy or CuPy arrays: the array module is taken from the inputs and the
+result lives on the same device.
 
-Conventions that differ between the original codebases (spec §14, gotchas 6 and 15):
+Conventions that differ between the original codebases (docs/reference.md §14.6 and §14.15):
 
 * IoU, NMS and evaluation use ``+1`` widths everywhere.
 * The regression encoding here also uses ``+1`` widths (py-faster-rcnn's choice). The paper's own code used
@@ -59,7 +59,7 @@ def _inter_union(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2):
     """Intersection and union areas of every box a with every box b (columns given separately, b broadcast).
 
     The exact order of operations is part of the contract: minircnn.functional.naive.nms_naive computes
-    ``max(0, min(x2) - max(x1) + 1)`` etc. in this order, so results are bit-identical (spec §7 and §9).
+    ``max(0, min(x2) - max(x1) + 1)`` etc. in this order, so results are bit-identical (docs/reference.md §7 and §9).
     """
     xp = get_array_module(ax1, bx1)
     iw = xp.minimum(ax2[:, None], bx2[None, :])
@@ -79,7 +79,7 @@ def _inter_union(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2):
 
 
 def iou(a, b):
-    """Intersection over union of every box in ``a`` with every box in ``b`` (spec §7, ``+1`` areas).
+    """Intersection over union of every box in ``a`` with every box in ``b`` (docs/reference.md §7, ``+1`` areas).
 
     Args:
         a: (N, 4) float or int array, boxes ``(x1, y1, x2, y2)``, inclusive corners.
@@ -111,11 +111,12 @@ def _centre_size(boxes):
 
 
 def encode(rois, gt):
-    """Regression targets that move each proposal onto its ground-truth box (paper Sec. 2.3, spec §7).
+    """Regression targets that move each proposal onto its ground-truth box (paper Sec. 2.3, docs/reference.md §7).
 
     ``dx = (Gcx - Pcx) / Pw``, ``dy = (Gcy - Pcy) / Ph``, ``dw = log(Gw / Pw)``, ``dh = log(Gh / Ph)`` with
     ``w = x2 - x1 + 1`` and ``cx = x1 + 0.5 w``. The ``+1`` is py-faster-rcnn's convention; the original Fast R-CNN
-    code used ``w = x2 - x1 + EPS`` (EPS = 1e-14) instead (spec §14, gotcha 6). :func:`decode` inverts this exactly.
+    code used ``w = x2 - x1 + EPS`` (EPS = 1e-14) instead (docs/reference.md §14.6). :func:`decode` inverts this
+    exactly.
 
     Args:
         rois: (N, 4) float array, proposals P ``(x1, y1, x2, y2)``; widths and heights must be positive.
@@ -123,7 +124,7 @@ def encode(rois, gt):
 
     Returns:
         (N, 4) float array ``(dx, dy, dw, dh)``, dtype of the inputs (float64 for integers). Not normalised by the
-        per-class target mean/std (spec §5); that belongs to the data pipeline.
+        per-class target mean/std (docs/reference.md §5); that belongs to the data pipeline.
 
     Raises:
         ValueError: a shape is not (N, 4) or the row counts differ.
@@ -138,13 +139,15 @@ def encode(rois, gt):
 
 
 def decode(rois, deltas):
-    """Apply regression deltas to proposals: the inverse of :func:`encode` (spec §7, ``FR:test.py::_bbox_pred``).
+    """Apply regression deltas to proposals: the inverse of :func:`encode` (docs/reference.md §7,
+        ``FR:test.py::_bbox_pred``).
 
     ``pcx = dx * w + cx``, ``pw = exp(dw) * w`` (``w = x2 - x1 + 1``), box ``= (pcx - pw/2, pcy - ph/2,
     pcx + pw/2 - 1, pcy + ph/2 - 1)``. The ``-1`` makes the decoded box ``pw`` pixels wide in the inclusive convention,
-    so ``decode(rois, encode(rois, gt)) == gt``. Neither original codebase has it (spec §7): with FR's EPS widths none
-    is needed, but py-faster-rcnn's ``+1`` widths without it decode boxes one pixel too wide and tall (Detectron later
-    added the ``-1``). Class-wise deltas (the network's ``(N, 4K)`` ``bbox_pred``, class k in columns ``4k..4k+3``)
+    so ``decode(rois, encode(rois, gt)) == gt``. Neither original codebase has it (docs/reference.md §7): with FR's EPS
+    widths none is needed, but py-faster-rcnn's ``+1`` widths without it decode boxes one pixel too wide and tall
+    (Detectron later added the ``-1``). Class-wise deltas (the network's ``(N, 4K)`` ``bbox_pred``, class k in columns
+    ``4k..4k+3``)
     give one decoded box per class in the same layout. Deltas are not clamped: a huge ``dw`` overflows to ``inf``
     like in the original code.
 
@@ -172,7 +175,8 @@ def decode(rois, deltas):
 
 
 def encode_classwise(rois, gt, labels, num_classes):
-    """Targets in the network's class-wise ``(N, 4K)`` layout, with the weights that select them (spec §5, §6).
+    """Targets in the network's class-wise ``(N, 4K)`` layout, with the weights that select them (docs/reference.md §5,
+    §6).
 
     Row i holds :func:`encode` ``(rois[i], gt[i])`` in columns ``4 l .. 4 l + 3`` for its label ``l`` and zeros
     elsewhere; the weights are 1 exactly there. Background rows (label 0) are all zero: they get no box loss.
@@ -202,7 +206,8 @@ def encode_classwise(rois, gt, labels, num_classes):
 
 
 def scatter_classwise(deltas, labels, num_classes):
-    """Per-RoI deltas in the network's class-wise ``(N, 4K)`` layout, and the weights that select them (spec §6).
+    """Per-RoI deltas in the network's class-wise ``(N, 4K)`` layout, and the weights that select them
+    (docs/reference.md §6).
 
     The one place this layout is built: training targets (:func:`encode_classwise`, the sampler), and the
     ``[u >= 1]`` weights of the multi-task loss (:func:`minircnn.models.fast_rcnn.bbox_loss_weights`).
@@ -228,7 +233,8 @@ def scatter_classwise(deltas, labels, num_classes):
 
 
 def clip_boxes(boxes, image_shape):
-    """Clamp every coordinate into the image: x to ``[0, W-1]``, y to ``[0, H-1]`` (spec §7, two-sided like PY).
+    """Clamp every coordinate into the image: x to ``[0, W-1]``, y to ``[0, H-1]`` (docs/reference.md §7, two-sided like
+        PY).
 
     Args:
         boxes: (N, 4K) float array, boxes ``(x1, y1, x2, y2)`` per class (K = 1 for plain boxes).
@@ -297,7 +303,7 @@ _FIRST_BLOCK = 32
 
 
 def nms(boxes, scores, threshold, block=None):
-    """Greedy non-maximum suppression (spec §9).
+    """Greedy non-maximum suppression (docs/reference.md §9).
 
     Visit boxes by descending score; keep a box unless its IoU (``+1`` areas) with an already kept box is strictly
     greater than ``threshold``. Equal scores are visited in index order (a stable sort), so the result is
@@ -373,7 +379,7 @@ def nms(boxes, scores, threshold, block=None):
 
 
 def batched_nms(boxes, scores, labels, threshold):
-    """NMS run separately for each class: boxes of different labels never suppress each other (spec §8).
+    """NMS run separately for each class: boxes of different labels never suppress each other (docs/reference.md §8).
 
     Args:
         boxes: (N, 4) float array, boxes ``(x1, y1, x2, y2)``.

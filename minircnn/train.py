@@ -37,7 +37,8 @@ def parse_args(argv=None):
                "seconds),\nloss.png, and after evaluation metrics.json, pr_curves.png and detections.png.")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help="starting configuration: 'tiny' (CPU minutes, built-in dataset) or 'vgg16_voc07' (the "
-                        "paper's settings: s=600/max 1000, N=2, R=128, lr 0.001 -> 0.0001 at 30k, 40k iterations); default tiny")
+                        "paper's settings: s=600/max 1000, N=2, R=128, lr 0.001 -> 0.0001 at 30k, 40k iterations); "
+                        "default tiny")
     p.add_argument("--data", help="a VOC-format folder (JPEGImages, Annotations, ImageSets/Main, classes.txt); "
                                   "default: the built-in shapes dataset, generated on first use")
     p.add_argument("--train-split", help="image set to train on (preset: trainval)")
@@ -61,7 +62,8 @@ def parse_args(argv=None):
                                              "5/3 of it); e.g. 64 to try vgg16_voc07 quickly")
     p.add_argument("--scales", type=parse_sizes, metavar="S1,S2,...",
                    help="multi-scale training: each image of a step gets one of these shorter sides at random, e.g. "
-                        "480,576,688,864,1200 with --max-size 2000 (the paper's; spec §4)" + preset_default("scales"))
+                        "480,576,688,864,1200 with --max-size 2000 (the paper's; docs/reference.md §4)"
+                        + preset_default("scales"))
     p.add_argument("--test-scales", type=parse_sizes, metavar="S1,S2,...",
                    help="multi-scale test: an image pyramid of these shorter sides, each proposal pooled from the "
                         "level where its area is closest to 224x224 (default: single scale, test_scale)")

@@ -1,9 +1,9 @@
 """Pictures with matplotlib: detections drawn on an image, precision-recall curves.
 
-Every ``draw_``/``plot_`` function draws into an Axes and returns it; pass ``ax`` to draw into your own figure. Without one, a new
-figure is made through pyplot, so it shows inline in a notebook; headless, matplotlib picks its Agg backend by itself.
-This module never selects a backend and never calls ``plt.show()``; scripts save with ``ax.figure.savefig(path)`` and
-may ``plt.close(ax.figure)`` when drawing many figures.
+Every ``draw_``/``plot_`` function draws into an Axes and returns it; pass ``ax`` to draw into your own figure. Without
+one, a new figure is made through pyplot, so it shows inline in a notebook; headless, matplotlib picks its Agg backend
+by itself. This module never selects a backend and never calls ``plt.show()``; scripts save with
+``ax.figure.savefig(path)`` and may ``plt.close(ax.figure)`` when drawing many figures.
 """
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def plot_precision_recall(recall, precision, ax=None, label=None, ap=None, envel
         label: legend entry (e.g. the class name); ``ap`` is appended when given.
         ap: the curve's average precision, shown in the legend.
         envelope: also draw the monotone envelope (best precision at any higher recall) that VOC's area AP
-            integrates (spec §10), dashed.
+            integrates (docs/reference.md §10), dashed.
 
     Returns:
         The matplotlib Axes.

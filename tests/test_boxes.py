@@ -1,4 +1,4 @@
-"""Tests for minircnn.boxes: IoU, encode/decode, clipping, NMS (spec §7, §9)."""
+"""Tests for minircnn.boxes: IoU, encode/decode, clipping, NMS (docs/reference.md §7, §9)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings

@@ -1,4 +1,4 @@
-"""Tests for minircnn.evaluation: VOC devkit matching, 11-point and area AP (spec §10, §14 gotcha 16)."""
+"""Tests for minircnn.evaluation: VOC devkit matching, 11-point and area AP (docs/reference.md §10, §14.16)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
-"""The test protocols (minircnn.protocols; spec §8, §14.12) on hand-made score arrays, without a network."""
+"""The test protocols (minircnn.inference.protocols; docs/reference.md §8, §14.12) on hand-made score arrays, without a
+network."""
 import numpy as np
 import pytest
 

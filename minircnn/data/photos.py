@@ -370,6 +370,12 @@ def generate_photos_dataset(out, seed: int = 0, trainval: int = SPLITS["trainval
 
 
 def main(argv=None):
+    """The command: errors from the library become one line (:func:`minircnn.cli.run_command`)."""
+    from ..cli import run_command     # here, not at the top: minircnn.cli imports the package's test-time side
+    return run_command(_main)(argv)
+
+
+def _main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m minircnn.data.photos",
         description="Generate a VOC-format dataset of small objects (faces, coins, cats, cups, rockets, ...) pasted "
@@ -381,14 +387,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.trainval < 1 or args.test < 1:
-        raise SystemExit(f"error: need at least one image per split, got --trainval {args.trainval} --test {args.test}")
-    try:
-        if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-            raise FileExistsError(f"{args.out} is not an empty folder; generate into a new folder")
-        with atomic_directory(args.out) as tmp:  # an interrupted run leaves no half-written dataset
-            generate_photos_dataset(tmp, args.seed, args.trainval, args.test)
-    except OSError as e:  # the folder is not empty, or a source image is missing
-        raise SystemExit(f"error: {e}") from None
+        raise ValueError(f"need at least one image per split, got --trainval {args.trainval} --test {args.test}")
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise FileExistsError(f"{args.out} is not an empty folder; generate into a new folder")
+    with atomic_directory(args.out) as tmp:  # an interrupted run leaves no half-written dataset
+        generate_photos_dataset(tmp, args.seed, args.trainval, args.test)
     print(f"{args.out}: ready in {time.perf_counter() - start:.1f} s, classes {', '.join(PHOTO_CLASS_NAMES)}")
     for split in SPLITS:
         print(f"  {split}: {split_statistics(args.out, split)}")

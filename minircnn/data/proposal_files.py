@@ -1,6 +1,6 @@
 """Proposal files: the original release's ``.mat`` files and our ``.npz`` format, and which file holds a split.
 
-* :func:`load_proposals_mat` reads ``selective_search_data/voc_2007_<split>.mat`` (spec §12);
+* :func:`load_proposals_mat` reads ``selective_search_data/voc_2007_<split>.mat`` (docs/reference.md §12);
 * :func:`save_proposals` / :func:`load_proposals` are our own ``.npz`` format (what the cache of
   :func:`~minircnn.data.proposals.proposals_for_split` holds, and what you can precompute proposals into);
 * :func:`split_proposal_file` / :func:`proposals_from_file` make ``--proposals FILE`` work: a training run reads
@@ -34,7 +34,7 @@ def _mat_strings(cell):
 
 
 def load_proposals_mat(path, image_ids=None, layout="selective_search"):
-    """Proposals from a ``.mat`` file of the original Fast R-CNN release (spec §12, gotcha 17).
+    """Proposals from a ``.mat`` file of the original Fast R-CNN release (docs/reference.md §12, §14.17).
 
     Args:
         path: the file, holding a variable ``boxes``: a cell array with one (n_i, 4) matrix per image, in the order

@@ -1,4 +1,4 @@
-"""Region proposals for a dataset split: where Fast R-CNN's RoIs come from (paper Sec. 2, 5.5; spec §12).
+"""Region proposals for a dataset split: where Fast R-CNN's RoIs come from (paper Sec. 2, 5.5; docs/reference.md §12).
 
 * :func:`~minircnn.data.selective_search.selective_search` (the paper's proposals) and :func:`dense_boxes` (sliding
   windows, the paper's Sec. 5.5 experiment) compute boxes for one image;
@@ -225,6 +225,12 @@ def proposal_recall(proposals, gt_boxes, thresholds=(0.5, 0.7), ignore=None):
 
 
 def main(argv=None):
+    """The command: errors from the library become one line (:func:`minircnn.cli.run_command`)."""
+    from ..cli import run_command     # here, not at the top: minircnn.cli imports the package's test-time side
+    return run_command(_main)(argv)
+
+
+def _main(argv=None):
     from .shapes import ensure_shapes_dataset
     from .voc import VOCDataset
     parser = argparse.ArgumentParser(

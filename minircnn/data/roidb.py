@@ -1,9 +1,10 @@
-"""The roidb: per training image, its candidate RoIs and what the sampler needs to know about them (spec §5).
+"""The roidb: per training image, its candidate RoIs and what the sampler needs to know about them (docs/reference.md
+    §5).
 
 One :class:`RoidbEntry` per image (and one more per flipped copy). Its ``boxes`` are the ground-truth boxes first,
 then the proposals, in **original image coordinates**; every row knows the ground-truth box it overlaps most
 (``max_overlaps``, ``max_classes``, ``gt_assignment``). :func:`compute_targets` adds the regression targets, normalised
-per class over the whole training set, flipped copies included (paper Sec. 2.3; spec §5 and §14.7).
+per class over the whole training set, flipped copies included (paper Sec. 2.3; docs/reference.md §5 and §14.7).
 
 The pipeline, as in ``FR:lib/fast_rcnn/train.py``::
 
@@ -14,7 +15,7 @@ The pipeline, as in ``FR:lib/fast_rcnn/train.py``::
     deltas = unnormalize_deltas(bbox_pred, means, stds)  # at test time, before boxes.decode
 
 Regression targets use :func:`minircnn.boxes.encode` with ``+1`` widths (py-faster-rcnn); the test-time decoding
-must use :func:`minircnn.boxes.decode`, which inverts it (spec §14.6).
+must use :func:`minircnn.boxes.decode`, which inverts it (docs/reference.md §14.6).
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from .transforms import flip_boxes
 __all__ = ["RoidbEntry", "build_roidb", "roidb_from_dataset", "append_flipped", "compute_targets",
            "unnormalize_deltas"]
 
-#: Rows whose max IoU with a ground-truth box reaches this get regression targets (``TRAIN.BBOX_THRESH``, spec §4).
+#: Rows whose max IoU with a ground-truth box reaches this get regression targets (``TRAIN.BBOX_THRESH``,
+#docs/reference.md §4).
 BBOX_THRESH = 0.5
 
 
@@ -95,7 +97,8 @@ def _check_boxes(boxes, name, height, width):
 
 
 def _entry(index, height, width, gt_boxes, gt_labels, proposals):
-    """The roidb entry of one image (validated inputs); overlaps as ``FR:lib/datasets/imdb.py`` (spec §5)."""
+    """The roidb entry of one image (validated inputs); overlaps as ``FR:lib/datasets/imdb.py`` (docs/reference.md
+    §5)."""
     boxes = np.concatenate([gt_boxes, proposals], axis=0)
     num_gt, n = len(gt_boxes), len(gt_boxes) + len(proposals)
     gt_classes = np.zeros(n, dtype=np.int32)
@@ -119,10 +122,11 @@ def _entry(index, height, width, gt_boxes, gt_labels, proposals):
 
 
 def build_roidb(gt_boxes_list, gt_labels_list, proposals_list, image_sizes, num_classes):
-    """One :class:`RoidbEntry` per image: ground truth first, then proposals, with their overlaps (spec §5).
+    """One :class:`RoidbEntry` per image: ground truth first, then proposals, with their overlaps (docs/reference.md
+    §5).
 
-    All ground-truth boxes are kept, ``difficult`` ones included, as in the paper (spec §14.11). Proposals are not
-    deduplicated or filtered (the original code did neither).
+    All ground-truth boxes are kept, ``difficult`` ones included, as in the paper (docs/reference.md §14.11). Proposals
+    are not deduplicated or filtered (the original code did neither).
 
     Args:
         gt_boxes_list: per image, (g_i, 4) float array, ground-truth ``(x1, y1, x2, y2)``, 0-based inclusive.
@@ -186,7 +190,8 @@ def roidb_from_dataset(dataset, proposals_list):
 
 
 def append_flipped(roidb):
-    """The roidb followed by a left-right mirrored copy of every entry (spec §5, ``imdb.append_flipped_images``).
+    """The roidb followed by a left-right mirrored copy of every entry (docs/reference.md §5,
+    ``imdb.append_flipped_images``).
 
     Boxes become ``x1' = W - x2 - 1``, ``x2' = W - x1 - 1``; overlaps, classes and assignments are unchanged
     (mirroring preserves IoU). Must run before :func:`compute_targets`, so that the statistics include the copies.
@@ -216,7 +221,8 @@ def _raw_targets(entry):
 
 
 def compute_targets(roidb, num_classes):
-    """Regression targets for every RoI with max IoU >= 0.5, normalised per class (spec §5, paper Sec. 2.3).
+    """Regression targets for every RoI with max IoU >= 0.5, normalised per class (docs/reference.md §5, paper Sec.
+    2.3).
 
     Each such row (ground-truth rows included) regresses onto the ground-truth box it overlaps most. The per-class
     mean and (population) standard deviation of ``(dx, dy, dw, dh)`` are taken over **all** such rows of **all**
@@ -271,7 +277,8 @@ def compute_targets(roidb, num_classes):
 
 
 def unnormalize_deltas(deltas, means, stds):
-    """Undo the target normalisation on the network's class-wise deltas: ``d * std_c + mean_c`` (spec §14.7).
+    """Undo the target normalisation on the network's class-wise deltas: ``d * std_c + mean_c`` (docs/reference.md
+    §14.7).
 
     Call this at test time on ``bbox_pred`` before :func:`minircnn.boxes.decode` -- unless the statistics were
     folded into the ``bbox_pred`` weights (``W' = W * std``, ``b' = b * std + mean``), as the original snapshots do;

@@ -1,4 +1,4 @@
-"""Hierarchical mini-batch sampling: N images per SGD step, R/N RoIs from each (paper Sec. 2.3, spec §6).
+"""Hierarchical mini-batch sampling: N images per SGD step, R/N RoIs from each (paper Sec. 2.3, docs/reference.md §6).
 
 RoIs of the same image share the conv computation, so a step takes many RoIs from few images (N = 2, R = 128)
 rather than one RoI from each of 128 images. Per image (``FR:lib/roi_data_layer/minibatch.py``):
@@ -7,13 +7,14 @@ rather than one RoI from each of 128 images. Per image (``FR:lib/roi_data_layer/
   drawn uniformly without replacement;
 * background: rows with max IoU in [0.1, 0.5), filling the rest of the share, also without replacement; rows
   below 0.1 are never used (a heuristic for hard example mining, paper Sec. 2.3);
-* no padding: an image short of candidates contributes fewer RoIs, and the batch has fewer than R (spec §14.10).
+* no padding: an image short of candidates contributes fewer RoIs, and the batch has fewer than R (docs/reference.md
+  §14.10).
 
-The order of the images (spec §5), as training uses it: epoch e is a random permutation of the roidb (originals and
-flipped copies alike) taken N at a time, E = len(roidb) // N steps per epoch; a last group of fewer than N is
-dropped. Every random draw of iteration (or epoch) i comes from its own generator, ``numpy.random.default_rng((seed,
-stream, i))`` (:func:`step_rng`): stream 1 (:data:`ORDER`) the epoch's permutation, stream 2 (:data:`ROIS`) the
-scales and RoIs of the step. So the mini-batch of step i is a pure function of ``(seed, i)``
+The order of the images (docs/reference.md §5), as training uses it: epoch e is a random permutation of the roidb
+(originals and flipped copies alike) taken N at a time, E = len(roidb) // N steps per epoch; a last group of fewer than
+N is dropped. Every random draw of iteration (or epoch) i comes from its own generator,
+``numpy.random.default_rng((seed, stream, i))`` (:func:`step_rng`): stream 1 (:data:`ORDER`) the epoch's permutation,
+stream 2 (:data:`ROIS`) the scales and RoIs of the step. So the mini-batch of step i is a pure function of ``(seed, i)``
 (:func:`minibatch_at`): training can prepare it in another thread, and a resumed run sees the same batches.
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ def step_rng(seed, stream, i):
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """The numbers of the sampler; the defaults are the paper's (``FR:lib/fast_rcnn/config.py``, spec §4).
+    """The numbers of the sampler; the defaults are the paper's (``FR:lib/fast_rcnn/config.py``, docs/reference.md §4).
 
     Attributes:
         ims_per_batch: N, images per SGD step.
@@ -110,7 +111,7 @@ class MiniBatch(NamedTuple):
 
 
 def sample_rois(entry, config, rng):
-    """Choose the RoIs of one image for a step (spec §6, ``_sample_rois``).
+    """Choose the RoIs of one image for a step (docs/reference.md §6, ``_sample_rois``).
 
     Args:
         entry: a :class:`~minircnn.data.roidb.RoidbEntry`.
@@ -136,7 +137,7 @@ def sample_rois(entry, config, rng):
 
 
 def images_of_step(i, num_entries, ims_per_batch, seed):
-    """The roidb indices of step ``i`` (spec §5 data order): epoch ``i // E``'s permutation, N at a time.
+    """The roidb indices of step ``i`` (docs/reference.md §5 data order): epoch ``i // E``'s permutation, N at a time.
 
     Each epoch is a fresh random permutation (stream :data:`ORDER`), E = ``num_entries // N`` steps long; when fewer
     than N indices are left they are dropped. (The original code reshuffled already when *exactly* N were left,
@@ -159,7 +160,7 @@ def images_of_step(i, num_entries, ims_per_batch, seed):
 
 
 def _regression_blobs(entry, keep, labels, num_classes):
-    """Class-wise targets and weights of the kept rows (spec §6, ``_get_bbox_regression_labels``).
+    """Class-wise targets and weights of the kept rows (docs/reference.md §6, ``_get_bbox_regression_labels``).
 
     Row i gets its 4 normalised targets in columns ``4c .. 4c + 3`` of its class c and weight 1 there, if it is
     foreground and has a target; every other entry is 0.
@@ -172,7 +173,7 @@ def _regression_blobs(entry, keep, labels, num_classes):
 
 
 def get_minibatch(entries, load_image, num_classes, preprocessing, config, rng):
-    """Build the inputs of one SGD step from N roidb entries (spec §6, ``FR:minibatch.py::get_minibatch``).
+    """Build the inputs of one SGD step from N roidb entries (docs/reference.md §6, ``FR:minibatch.py::get_minibatch``).
 
     Args:
         entries: the N :class:`~minircnn.data.roidb.RoidbEntry` of the step, with targets
@@ -210,7 +211,7 @@ def get_minibatch(entries, load_image, num_classes, preprocessing, config, rng):
         keep, lab = sample_rois(entry, config, rng)
         r = np.empty((keep.size, 5), dtype=np.float64)
         r[:, 0] = b
-        r[:, 1:] = entry.boxes[keep].astype(np.float64) * scale            # no rounding (spec §5)
+        r[:, 1:] = entry.boxes[keep].astype(np.float64) * scale            # no rounding (docs/reference.md §5)
         rois.append(r.astype(np.float32))
         labels.append(lab)
 

@@ -11,7 +11,8 @@ Five classes (:data:`CLASS_NAMES`) of filled shapes, each with a random colour a
 
 A ground-truth box is the tight box of the shape's pixels that lie inside the image (so truncated shapes are clipped
 to the image; occlusion by other shapes does not shrink a box, as in VOC). A shape whose box is tiny
-(``sqrt(w * h) < 14`` px) is marked ``difficult``: kept for training, ignored by evaluation (spec §5, gotcha 11).
+(``sqrt(w * h) < 14`` px) is marked ``difficult``: kept for training, ignored by evaluation (docs/reference.md §5,
+§14.11).
 
 Everything comes from ``numpy.random.default_rng((seed, split, index))``, so the same seed writes byte-identical
 files (JPEGs carry no metadata or timestamps), and the test split does not depend on the size of trainval.
@@ -314,6 +315,12 @@ def ensure_shapes_dataset(root=None, seed: int = 0, *, trainval: int = SPLITS["t
 
 
 def main(argv=None):
+    """The command: errors from the library become one line (:func:`minircnn.cli.run_command`)."""
+    from ..cli import run_command     # here, not at the top: minircnn.cli imports the package's test-time side
+    return run_command(_main)(argv)
+
+
+def _main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m minircnn.data.shapes",
         description="Generate the built-in shapes dataset in VOC layout (deterministic from --seed). Does nothing "

@@ -1,10 +1,12 @@
-"""Image preparation: pixel preprocessing, the scale rule, resizing, flipping, batching and image pyramids (spec §5).
+"""Image preparation: pixel preprocessing, the scale rule, resizing, flipping, batching and image pyramids
+    (docs/reference.md §5).
 
 The path of one training or test image, in the order of the original code (``FR:lib/utils/blob.py``):
 
 1. an (H, W, 3) uint8 RGB image, flipped left-right if its roidb entry says so;
 2. pixel preprocessing in the original resolution -- channel order, value range, minus the mean, divided by the
-   std -- as the weights expect (:class:`Preprocessing`); the mean is subtracted *before* resizing (spec §14.14);
+   std -- as the weights expect (:class:`Preprocessing`); the mean is subtracted *before* resizing (docs/reference.md
+   §14.14);
 3. a bilinear resize by one factor for both axes, so that the shorter side becomes ``target_size`` unless the
    longer side would exceed ``max_size`` (:func:`scale_for`);
 4. transposed to (3, H', W') float32 and padded with zeros at the bottom/right into an (N, 3, H, W) blob. Zero is
@@ -91,7 +93,7 @@ class Preprocessing:
 
 
 #: VGG16 (and CaffeNet, VGG_CNN_M) weights from the original Caffe release: BGR, 0-255, minus the BGR pixel means
-#: of ``FR:lib/fast_rcnn/config.py`` (spec §4), no std.
+#: of ``FR:lib/fast_rcnn/config.py`` (docs/reference.md §4), no std.
 CAFFE_VGG16 = Preprocessing("BGR", 255.0, (102.9801, 115.9465, 122.7717), (1.0, 1.0, 1.0))
 #: torchvision ImageNet weights: RGB, 0-1, ImageNet mean and std.
 TORCHVISION = Preprocessing("RGB", 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -108,7 +110,7 @@ def _positive_int(value, name):
 
 
 def scale_for(h, w, target_size, max_size):
-    """The resize factor of spec §5 (``FR:lib/utils/blob.py::prep_im_for_blob``).
+    """The resize factor of docs/reference.md §5 (``FR:lib/utils/blob.py::prep_im_for_blob``).
 
     ``scale = target_size / min(h, w)``; if ``round(scale * max(h, w)) > max_size`` then
     ``scale = max_size / max(h, w)``. The test rounds half to even like ``np.round``: a long side that would come out
@@ -152,11 +154,12 @@ def _linear_taps(n_in, n_out, scale):
 def resize_bilinear(image, scale):
     """Resize a (C, H, W) float image by ``scale`` on both axes, like ``cv2.resize(fx=fy=scale, INTER_LINEAR)``.
 
-    This is what the original code used (spec §5). It is written out here rather than taken from PIL because PIL's
-    bilinear filter widens its support when shrinking (an antialiasing blur), which the reference pipeline does not
-    do, and because it works on float data (the mean is already subtracted) in all channels at once. Like OpenCV it
-    interpolates along rows first, then along columns. Each output pixel is a convex combination of at most four
-    input pixels, so a constant image stays constant and ``scale == 1`` returns the image unchanged. Checked against
+    This is what the original code used (docs/reference.md §5). It is written out here rather than taken from PIL
+    because PIL's bilinear filter widens its support when shrinking (an antialiasing blur), which the reference pipeline
+    does not do, and because it works on float data (the mean is already subtracted) in all channels at once. Like
+    OpenCV it interpolates along rows first, then along columns. Each output pixel is a convex combination of at most
+    four input pixels, so a constant image stays constant and ``scale == 1`` returns the image unchanged. Checked
+    against
     OpenCV 4.14: equal to float32 rounding.
 
     Args:
@@ -231,7 +234,8 @@ def flip_image(image):
 
 
 def flip_boxes(boxes, width):
-    """Mirror boxes with their image: ``x1' = W - x2 - 1``, ``x2' = W - x1 - 1`` (spec §5, inclusive corners).
+    """Mirror boxes with their image: ``x1' = W - x2 - 1``, ``x2' = W - x1 - 1`` (docs/reference.md §5, inclusive
+        corners).
 
     Args:
         boxes: (N, 4) array, ``(x1, y1, x2, y2)`` in an image ``width`` pixels wide.
@@ -259,7 +263,7 @@ def _check_image(image):
 
 
 def prepare_image(image, target_size, max_size, preprocessing, flip=False):
-    """One image, ready for a blob: flip, preprocess, resize (spec §5).
+    """One image, ready for a blob: flip, preprocess, resize (docs/reference.md §5).
 
     Args:
         image: (H, W, 3) uint8 array, RGB as decoded from the file.
@@ -278,12 +282,13 @@ def prepare_image(image, target_size, max_size, preprocessing, flip=False):
     scale = scale_for(image.shape[0], image.shape[1], target_size, max_size)
     if flip:
         image = flip_image(image)
-    # The mean is subtracted before resizing (spec §14.14): this is what the weights saw during fine-tuning.
+    # The mean is subtracted before resizing (docs/reference.md §14.14): this is what the weights saw during
+    # fine-tuning.
     return resize_bilinear(preprocessing.apply(image), scale), scale
 
 
 def images_to_blob(images):
-    """Stack images of different sizes into one zero-padded batch, each in the top-left corner (spec §5).
+    """Stack images of different sizes into one zero-padded batch, each in the top-left corner (docs/reference.md §5).
 
     Args:
         images: non-empty sequence of (C, H_i, W_i) float arrays, all with the same C.
@@ -307,7 +312,7 @@ def images_to_blob(images):
 
 
 def image_pyramid(image, scales, max_size, preprocessing):
-    """Multi-scale test input: the image prepared at every target size of ``scales`` (spec §8, step 1).
+    """Multi-scale test input: the image prepared at every target size of ``scales`` (docs/reference.md §8, step 1).
 
     Args:
         image: (H, W, 3) uint8 array, RGB.
@@ -329,8 +334,8 @@ def image_pyramid(image, scales, max_size, preprocessing):
 def pyramid_rois(boxes, factors, canonical_size=224):
     """Project boxes onto a pyramid: each goes to the level where its area is closest to ``canonical_size**2``.
 
-    Spec §8 step 2 (``FR:lib/fast_rcnn/test.py::_project_im_rois``, after SPPnet): a box's area at a level is
-    ``(x2 - x1 + 1)(y2 - y1 + 1) * factor**2``; ties go to the first level. With one level every box goes to level 0.
+    docs/reference.md §8 step 2 (``FR:lib/fast_rcnn/test.py::_project_im_rois``, after SPPnet): a box's area at a level
+    is ``(x2 - x1 + 1)(y2 - y1 + 1) * factor**2``; ties go to the first level. With one level every box goes to level 0.
 
     Args:
         boxes: (R, 4) float array, ``(x1, y1, x2, y2)`` in original image coordinates.

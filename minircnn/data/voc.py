@@ -1,4 +1,4 @@
-"""A PASCAL VOC-format detection dataset: images, boxes, labels and ``difficult`` flags (spec §5).
+"""A PASCAL VOC-format detection dataset: images, boxes, labels and ``difficult`` flags (docs/reference.md §5).
 
 Folder layout (the VOC devkit's, e.g. ``VOCdevkit/VOC2007``, and the built-in dataset's)::
 
@@ -240,7 +240,7 @@ class VOCDataset:
     Attributes:
         root: Path of the dataset folder.
         split: the split name.
-        ids: list of the image ids, in the split file's order (the order proposal files follow, spec §12).
+        ids: list of the image ids, in the split file's order (the order proposal files follow, docs/reference.md §12).
 
     Raises:
         FileNotFoundError: ``root`` or the split file is missing.

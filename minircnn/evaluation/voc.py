@@ -1,4 +1,4 @@
-"""PASCAL VOC detection evaluation: per-class average precision and mAP (spec §10, §14 gotcha 16).
+"""PASCAL VOC detection evaluation: per-class average precision and mAP (docs/reference.md §10, §14.16).
 
 The paper's VOC07 numbers come from the MATLAB devkit (``VOCevaldet``); this module follows it rather than
 py-faster-rcnn's Python port where the two differ:
@@ -104,7 +104,7 @@ def _images(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels, gt_diffic
 
 # ------------------------------------------------------------------------------------------------------- matching
 def _match_image(pb, pl, ps, gb, gl, gd, iou_thresh):
-    """Outcome of each detection of one image: ``_TP``, ``_FP`` or ``_IGNORED`` (devkit rules, spec §10).
+    """Outcome of each detection of one image: ``_TP``, ``_FP`` or ``_IGNORED`` (devkit rules, docs/reference.md §10).
 
     Args:
         pb: (P, 4) float64, predicted boxes. pl: (P,) int64 labels. ps: (P,) float64 scores.
@@ -188,7 +188,7 @@ def _accumulate(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels, gt_di
 # ------------------------------------------------------------------------------------------------ public functions
 def precision_recall(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels, gt_difficult=None,
                      iou_thresh=0.5, num_classes=None):
-    """Per-class precision and recall curves over a set of images (VOC devkit matching, spec §10).
+    """Per-class precision and recall curves over a set of images (VOC devkit matching, docs/reference.md §10).
 
     Each argument is an iterable with one entry per image (lists, or generators: it is consumed once). Detections on
     difficult boxes are left out of the curves; they change neither precision nor recall.
@@ -232,7 +232,7 @@ def precision_recall(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels, 
 
 
 def voc_ap(recall, precision, use_07_metric=True):
-    """Average precision of one class from its precision/recall curve (spec §10).
+    """Average precision of one class from its precision/recall curve (docs/reference.md §10).
 
     * 11-point (VOC2007, ``use_07_metric=True``): mean over t in {0, 0.1, ..., 1} of the largest precision at
       recall >= t (0 if the curve never reaches t). The thresholds are ``k / 10`` exactly, so a recall of exactly
@@ -270,7 +270,7 @@ def voc_ap(recall, precision, use_07_metric=True):
 
 def eval_detection_voc(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels, gt_difficult=None,
                        iou_thresh=0.5, use_07_metric=True, num_classes=None):
-    """PASCAL VOC average precision per class and its mean (spec §10; paper Table 1-3 use the defaults).
+    """PASCAL VOC average precision per class and its mean (docs/reference.md §10; paper Table 1-3 use the defaults).
 
     Streams over the inputs: each is an iterable with one entry per image, consumed once; memory grows only with the
     total number of detections (a label, a score and an outcome each), not with images or boxes.

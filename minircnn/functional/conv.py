@@ -27,7 +27,8 @@ from ._blas import matmul_accumulate
 from ._checks import check_array, check_positive_int
 
 # Stack the offsets into one im2col matrix when in_channels * kh * kw is at most this (conv1_1: 3*3*3 = 27), or when
-# the map is small enough that one product with K = C*kh*kw beats kh*kw products with few columns (VGG16's conv5 at 14x14).
+# the map is small enough that one product with K = C*kh*kw beats kh*kw products with few columns (VGG16's conv5 at
+# 14x14).
 IM2COL_MAX_ROWS = 64
 IM2COL_MAX_COLUMNS = 1024
 # Outputs per plane computed in one go (a chunk of whole output rows); see _row_chunks.
@@ -131,7 +132,8 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 0, groups: int = 1):
     """Convolution forward: ``y[n, o] = b[o] + sum_{c,i,j} w[o, c, i, j] * x_pad[n, c, s*oh + i, s*ow + j]``.
 
     With ``groups`` g > 1 the channels split into g consecutive blocks and output block t sees only input block t
-    (Caffe's ``group``, CaffeNet's conv2, conv4 and conv5: g = 2, spec §2): ``w`` then holds C/g input channels.
+    (Caffe's ``group``, CaffeNet's conv2, conv4 and conv5: g = 2, docs/reference.md §2): ``w`` then holds C/g input
+    channels.
 
     Args:
         x: (N, C, H, W) floating input.

@@ -6,7 +6,8 @@ from ._checks import check_array, check_same_shape
 
 
 def softmax_cross_entropy(scores, labels):
-    """Mean softmax log loss over rows, and its gradient (Caffe's SoftmaxWithLoss with normalize=true, spec §3).
+    """Mean softmax log loss over rows, and its gradient (Caffe's SoftmaxWithLoss with normalize=true, docs/reference.md
+    §3).
 
     Numerically stable: log p_u = s_u - max(s) - log(sum exp(s - max(s))), so large scores never overflow.
 
@@ -43,7 +44,8 @@ def softmax_cross_entropy(scores, labels):
 
 
 def smooth_l1_loss(pred, target, weights, sigma: float = 1.0):
-    """Smooth L1 loss of Fast R-CNN's box regression (paper Eq. 3; the original layer's normalisation, spec §3).
+    """Smooth L1 loss of Fast R-CNN's box regression (paper Eq. 3; the original layer's normalisation, docs/reference.md
+    §3).
 
     With ``d = weights * (pred - target)`` elementwise:
     ``f(d) = 0.5 * sigma^2 * d^2`` if ``|d| < 1/sigma^2`` else ``|d| - 0.5/sigma^2``.

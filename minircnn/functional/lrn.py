@@ -1,7 +1,7 @@
 """Local response normalisation across channels: Caffe's LRN layer (``ACROSS_CHANNELS``), in CaffeNet and VGG_CNN_M.
 
 Each activation is divided by a power of the energy of its neighbours in the channel direction, at the same pixel
-(spec §2, "Caffe layer semantics", ``CF:src/caffe/layers/lrn_layer.cpp``)::
+(docs/reference.md §2, "Caffe layer semantics", ``CF:src/caffe/layers/lrn_layer.cpp``)::
 
     scale[n, c, h, w] = k + (alpha / size) * sum of x[n, c', h, w]^2 over |c' - c| <= size // 2
     y = x * scale^(-beta)

@@ -270,7 +270,7 @@ def _inter_union(p, q):
 
 
 def iou_naive(a, b):
-    """IoU of every pair of boxes, ``+1`` areas (spec §7). Mirrors :func:`minircnn.boxes.iou`.
+    """IoU of every pair of boxes, ``+1`` areas (docs/reference.md §7). Mirrors :func:`minircnn.boxes.iou`.
 
     Args:
         a: (N, 4), b: (K, 4) boxes ``(x1, y1, x2, y2)``, inclusive corners.
@@ -289,8 +289,8 @@ def iou_naive(a, b):
 
 
 def nms_naive(boxes, scores, threshold):
-    """Greedy non-maximum suppression (spec §9): visit the boxes by descending score (equal scores by index) and
-    keep a box unless its IoU with an already kept box is strictly above ``threshold``. Mirrors
+    """Greedy non-maximum suppression (docs/reference.md §9): visit the boxes by descending score (equal scores by
+    index) and keep a box unless its IoU with an already kept box is strictly above ``threshold``. Mirrors
     :func:`minircnn.boxes.nms`.
 
     IoUs are computed in the boxes' dtype (float64 for integers) and compared with the threshold as a double, like
@@ -388,7 +388,8 @@ def decode_naive(rois, deltas):
 
 # ------------------------------------------------------------------------------------------------------ evaluation
 def voc_ap_naive(recall, precision, use_07_metric=True):
-    """Average precision of one precision/recall curve (spec §10). Mirrors :func:`minircnn.evaluation.voc_ap`.
+    """Average precision of one precision/recall curve (docs/reference.md §10). Mirrors
+    :func:`minircnn.evaluation.voc_ap`.
 
     11-point (VOC2007): the mean over t = 0, 0.1, ..., 1 of the best precision at recall >= t (0 if never reached).
     Area (VOC2010+): the area under the envelope "best precision at any higher recall", with sentinels (0, 0) and
@@ -418,7 +419,7 @@ def voc_ap_naive(recall, precision, use_07_metric=True):
 
 def eval_detection_voc_naive(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels, gt_difficult=None,
                              iou_thresh=0.5, use_07_metric=True, num_classes=None):
-    """The VOC devkit's ``VOCevaldet``, class by class and detection by detection (spec §10). Mirrors
+    """The VOC devkit's ``VOCevaldet``, class by class and detection by detection (docs/reference.md §10). Mirrors
     :func:`minircnn.evaluation.eval_detection_voc`.
 
     For class k: rank its detections over all images by descending score (a stable sort: ties keep the input

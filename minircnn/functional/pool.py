@@ -1,4 +1,4 @@
-"""Max pooling with Caffe's output-size rule (spec §2: ceil, so VGG16 maps 600 rows to 38 at conv5).
+"""Max pooling with Caffe's output-size rule (docs/reference.md §2: ceil, so VGG16 maps 600 rows to 38 at conv5).
 
 Vectorised over the k×k window offsets: for offset (i, j) the candidates of every output cell form one strided view
 of the (padded) input, so the pooling is k*k elementwise maxima. The backward routes each output gradient to the

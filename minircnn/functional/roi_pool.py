@@ -1,4 +1,5 @@
-"""RoI max pooling (paper Sec. 2.1, Eq. 4), exactly as the original Caffe layer computes it (spec §1, §14.1-5).
+"""RoI max pooling (paper Sec. 2.1, Eq. 4), exactly as the original Caffe layer computes it (docs/reference.md §1,
+§14.1-5).
 
 A RoI ``(batch_index, x1, y1, x2, y2)`` in image pixels is projected onto the feature map by ``spatial_scale``,
 rounded to whole cells, split into an ``H x W`` grid of bins, and each bin is max-pooled per channel. The details
@@ -7,7 +8,7 @@ that make the output bit-identical to the original layer (and to torchvision's `
 1. corners are rounded half *away from zero* (C ``round``), not half-to-even like ``numpy.round``;
 2. the RoI size is inclusive, ``end - start + 1``, and a malformed RoI (end < start) becomes 1x1;
 3. bin edges are ``floor(p * bin)`` and ``ceil((p + 1) * bin)`` with ``bin = size / pooled``, computed in the
-   input's dtype (float32 products overshoot differently from float64 ones, spec gotcha 2);
+   input's dtype (float32 products overshoot differently from float64 ones, docs/reference.md §14.2);
 4. bins are clipped to the map after adding the RoI's offset; a bin left empty outputs 0 with argmax -1;
 5. the first maximum in row-major order wins; the argmax is the flat index ``h * W + w`` in its (batch, channel) plane.
 

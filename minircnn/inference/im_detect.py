@@ -1,4 +1,5 @@
-"""Test time, per image (paper Sec. 2.4 and 3; FR: lib/fast_rcnn/test.py, spec §8): :func:`im_detect` and friends.
+"""Test time, per image (paper Sec. 2.4 and 3; FR: lib/fast_rcnn/test.py, docs/reference.md §8): :func:`im_detect` and
+friends.
 
 1. proposals, clipped to the image;
 2. the image resized to the test scale (or an image pyramid, each proposal pooled from the level where its scaled
@@ -11,8 +12,8 @@
 
    * ``simple`` (the default; py-faster-rcnn's rule): per class k >= 1 every proposal with ``p_k > 0.05`` is a
      candidate, NMS per class at IoU 0.3, then the 100 best detections of the image over all classes;
-   * ``paper`` (the original ``FR:test.py``, behind the paper's VOC07 numbers; spec §8, §14.12): the 100 best
-     candidates per class per image *before* NMS, an adaptive per-class threshold that keeps about 40 detections
+   * ``paper`` (the original ``FR:test.py``, behind the paper's VOC07 numbers; docs/reference.md §8, §14.12): the 100
+     best candidates per class per image *before* NMS, an adaptive per-class threshold that keeps about 40 detections
      per class per image on average over the whole test set (a min-heap of ``40 * num_images`` scores per class),
      then NMS 0.3 with no cap per image. No fixed score threshold.
 
@@ -40,7 +41,8 @@ from .protocols import make_protocol
 
 def im_detect(model, image, proposals, means, stds, preprocessing, scales, max_size, bbox_reg=True,
               canonical_size=224):
-    """Class probabilities and class-specific boxes of every proposal (spec §8, ``im_detect``, without DEDUP).
+    """Class probabilities and class-specific boxes of every proposal (docs/reference.md §8, ``im_detect``, without
+    DEDUP).
 
     With one scale the image is resized once; with several, into a pyramid (:func:`~minircnn.data.image_pyramid`)
     where each proposal is pooled from the level whose scaled area is closest to ``canonical_size**2``
@@ -56,7 +58,7 @@ def im_detect(model, image, proposals, means, stds, preprocessing, scales, max_s
             1200)``).
         max_size: cap on the longer side.
         bbox_reg: False: every class's box is the proposal itself (the paper's Table 6 without test-time bbox
-            regression; spec §8 step 4).
+            regression; docs/reference.md §8 step 4).
         canonical_size: the side whose square the pyramid rule aims at (224, the ImageNet input).
 
     Returns:
@@ -84,7 +86,7 @@ def proposal_boxes(proposals, num_classes):
 
 def detect_image(model, image, proposals, means, stds, preprocessing, scale, max_size, score_thresh=0.05,
                  nms_thresh=0.3, max_per_image=100, protocol="simple", bbox_reg=True):
-    """Detections on one image: :func:`im_detect`, then a test protocol (:mod:`minircnn.protocols`).
+    """Detections on one image: :func:`im_detect`, then a test protocol (:mod:`minircnn.inference.protocols`).
 
     Args:
         model, image, proposals, means, stds, preprocessing, max_size, bbox_reg: see :func:`im_detect`.
@@ -104,7 +106,7 @@ def detect_images(model, load_image, proposals, means, stds, preprocessing, conf
                   desc="detecting"):
     """:func:`im_detect` on images ``load_image(0 .. len(proposals) - 1)``, then ``config.protocol`` over them.
 
-    The test settings come from ``config`` (a :class:`~minircnn.config.TrainConfig`): ``test_scales`` (or
+    The test settings come from ``config`` (a :class:`~minircnn.training.config.TrainConfig`): ``test_scales`` (or
     ``test_scale`` when empty), ``test_max_size``, ``protocol``, ``score_thresh``, ``nms_thresh``, ``max_per_image``.
 
     Returns:

@@ -1,6 +1,6 @@
-"""Test protocols: which scored, regressed proposals of each image become its detections (spec §8, §14.12).
+"""Test protocols: which scored, regressed proposals of each image become its detections (docs/reference.md §8, §14.12).
 
-Input per image (from :func:`minircnn.evaluate.im_detect`): class probabilities ``probs`` (P, K+1) and
+Input per image (from :func:`minircnn.inference.im_detect`): class probabilities ``probs`` (P, K+1) and
 class-specific boxes ``boxes`` (P, K+1, 4). A *candidate* is a (proposal, class k >= 1) pair, scored ``p_k``, with
 its class-k box; candidates whose box the regression shrank below one pixel (``x2 < x1`` or ``y2 < y1``) are
 dropped first, in both protocols.

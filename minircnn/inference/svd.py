@@ -1,4 +1,4 @@
-"""Truncated-SVD compression of the fully connected layers (paper Sec. 3.1, spec §11).
+"""Truncated-SVD compression of the fully connected layers (paper Sec. 3.1, docs/reference.md §11).
 
 At test time a detector runs fc6 and fc7 on every one of ~2000 RoIs, and for VGG16 that is about half of the
 forward time (paper Fig. 2). An fc layer ``y = W x + b`` with ``W`` of shape (u, v) is replaced by two layers with

@@ -9,9 +9,10 @@ A lesson that compares training choices (which layers to fine-tune, lambda, how 
     cls_only = train_detector("lambda0", root, bbox_loss_weight=0)
     print(full.metrics["map"], cls_only.metrics["map"])
 
-Each run goes through :func:`minircnn.train.train` (the same code as the command line) into
+Each run goes through :func:`minircnn.training.loop.train` (the same code as the command line) into
 ``runs/lessons/<tag>/`` of the repository; when that folder already holds the metrics of the same resolved config,
-the run is read back instead of repeated. With ``MINIRCNN_FAST=1`` (CI) the dataset is a handful of generated images in a temporary folder
+the run is read back instead of repeated. With ``MINIRCNN_FAST=1`` (CI) the dataset is a handful of generated images in
+a temporary folder
 and every run is a few iterations from scratch at a small scale: every line executes, no number means anything.
 """
 from __future__ import annotations
@@ -82,7 +83,7 @@ def train_detector(tag: str, root, evaluate: bool = True, progress: bool = True,
         root: dataset folder (:func:`lesson_dataset`).
         evaluate: also compute the test split's metrics (``Run.metrics`` is ``{}`` without).
         progress: show progress bars.
-        **changes: :class:`~minircnn.config.TrainConfig` fields, e.g. ``iters=600``, ``frozen=("conv1",)``,
+        **changes: :class:`~minircnn.training.config.TrainConfig` fields, e.g. ``iters=600``, ``frozen=("conv1",)``,
             ``bbox_loss_weight=0``, ``train_images=100``, ``flip=False``.
 
     Returns:
@@ -106,12 +107,12 @@ def training_minibatch(config, preprocessing, i: int = 0):
     """The mini-batch that iteration ``i`` of a training run of ``config`` sees (its images, scales, flips, RoIs).
 
     For lessons that look inside one SGD step (gradients, timings) without training: the same code path as
-    :func:`minircnn.train.train` (proposals, roidb with flipped copies and normalised targets, sampling).
+    :func:`minircnn.training.loop.train` (proposals, roidb with flipped copies and normalised targets, sampling).
 
     Args:
-        config: a :class:`~minircnn.config.TrainConfig` (e.g. ``Run.config``).
-        preprocessing: the model's pixel convention (:func:`minircnn.initialization.initial_model` returns it; a
-            checkpoint holds it).
+        config: a :class:`~minircnn.training.config.TrainConfig` (e.g. ``Run.config``).
+        preprocessing: the model's pixel convention (:func:`minircnn.training.initialization.initial_model` returns it;
+            a checkpoint holds it).
         i: the iteration.
 
     Returns:
@@ -152,7 +153,7 @@ def detect_test_split(run: Run, bbox_reg: bool = True, progress: bool = False):
 
     Returns:
         (dataset, (boxes, labels, scores)): the test :class:`~minircnn.data.VOCDataset` and the lists of
-        :func:`minircnn.evaluate.detect_split` (score them with :func:`minircnn.evaluate.score_detections`).
+        :func:`minircnn.inference.detect_split` (score them with :func:`minircnn.evaluation.score_detections`).
     """
     from ..training.checkpoint import load_checkpoint
     from ..inference.im_detect import detect_split
@@ -171,7 +172,7 @@ def map_spread(dataset, boxes, labels, scores, samples: int = 200, seed: int = 0
 
     Args:
         dataset: the test split (:class:`~minircnn.data.VOCDataset`), for its ground truth.
-        boxes, labels, scores: the detections, one entry per image (:func:`minircnn.evaluate.detect_split`,
+        boxes, labels, scores: the detections, one entry per image (:func:`minircnn.inference.detect_split`,
             :func:`detect_test_split`).
         samples: number of resamples.
         seed: seed of the resampling.
@@ -220,11 +221,12 @@ def detector_outputs(ckpt, dataset, proposals, config=None, bbox_reg=True, progr
     proposal counts (:func:`apply_protocol`) with one pass of the network.
 
     Args:
-        ckpt: a :class:`~minircnn.checkpoint.Checkpoint` (:func:`~minircnn.checkpoint.load_checkpoint`).
+        ckpt: a :class:`~minircnn.training.checkpoint.Checkpoint`
+            (:func:`~minircnn.training.checkpoint.load_checkpoint`).
         dataset: a :class:`~minircnn.data.VOCDataset` (needs ``load_image``).
         proposals: list of (P_i, 4) float boxes, one per image of ``dataset``.
         config: the test settings (``test_scales`` or ``test_scale``, ``test_max_size``); ``ckpt.config`` if None.
-        bbox_reg: False: every class's box is the proposal (see :func:`~minircnn.evaluate.im_detect`).
+        bbox_reg: False: every class's box is the proposal (see :func:`~minircnn.inference.im_detect`).
         progress: show a progress bar.
 
     Returns:
@@ -241,18 +243,18 @@ def detector_outputs(ckpt, dataset, proposals, config=None, bbox_reg=True, progr
 
 
 def apply_protocol(outputs, config, top=None, **changes):
-    """Detections from :func:`detector_outputs` under a test protocol (:mod:`minircnn.protocols`).
+    """Detections from :func:`detector_outputs` under a test protocol (:mod:`minircnn.inference.protocols`).
 
     Args:
         outputs: list of ``(probs, boxes)`` per image, from :func:`detector_outputs`.
-        config: a :class:`~minircnn.config.TrainConfig` holding the test protocol: ``protocol``, ``score_thresh``,
-            ``nms_thresh``, ``max_per_image`` (usually the checkpoint's).
+        config: a :class:`~minircnn.training.config.TrainConfig` holding the test protocol: ``protocol``,
+            ``score_thresh``, ``nms_thresh``, ``max_per_image`` (usually the checkpoint's).
         top: keep only each image's first ``top`` proposals (None: all). The network scores every RoI on its own,
             so this gives what running it on the ``top`` best-ranked proposals alone would.
         **changes: config fields to change first, e.g. ``nms_thresh=0.5`` or ``protocol="paper"``.
 
     Returns:
-        lists (boxes, labels, scores), one entry per image, as :func:`~minircnn.evaluate.detect_split`.
+        lists (boxes, labels, scores), one entry per image, as :func:`~minircnn.inference.detect_split`.
     """
     from ..inference.protocols import make_protocol
     config = config.replace(**changes)

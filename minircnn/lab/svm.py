@@ -226,8 +226,8 @@ class FeatureSet(NamedTuple):
         return self.gt_features[self.gt_labels == k], self.features[self.overlaps[:, k] < neg_iou_thresh]
 
     def softmax_examples(self, fg_thresh=0.5, bg_thresh_lo=0.1):
-        """Fast R-CNN's softmax data (spec §6): the gt boxes with their classes; proposals whose highest IoU is
-        >= 0.5 labelled with that gt box's class; those in [0.1, 0.5) labelled 0 (background); the rest unused.
+        """Fast R-CNN's softmax data (docs/reference.md §6): the gt boxes with their classes; proposals whose highest
+        IoU is >= 0.5 labelled with that gt box's class; those in [0.1, 0.5) labelled 0 (background); the rest unused.
 
         Returns:
             X (N, D) float32 and y (N,) int64.
@@ -310,7 +310,7 @@ class RawScores:
     """A detector whose ``predict`` gives the raw ``cls_score`` outputs, not their softmax (``TEST.SVM = True``).
 
     With SVMs installed in ``cls_score`` (:func:`install_svms`) these are the SVM scores; hand it to
-    :func:`minircnn.evaluate.detect_split` in place of the model. Column 0 (background) is zero and never used.
+    :func:`minircnn.inference.detect_split` in place of the model. Column 0 (background) is zero and never used.
     """
 
     def __init__(self, model):

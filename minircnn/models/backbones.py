@@ -5,7 +5,7 @@ and :func:`build_backbone` turns it into a chain of layers. Each conv is followe
 rule) and LRN layers sit after some of them. Layer names follow the prototxts: ``conv1``, ``relu1``, ``pool1``,
 ``norm1``, ... (``conv3_1``, ``relu3_1`` for VGG16).
 
-VGG16, model L (spec §2, ``FR:models/VGG16/train.prototxt``)::
+VGG16, model L (docs/reference.md §2, ``FR:models/VGG16/train.prototxt``)::
 
     conv1_1 conv1_2 pool1 | conv2_1 conv2_2 pool2 | conv3_1..3_3 pool3 | conv4_1..4_3 pool4 | conv5_1..5_3
       64      64          |  128     128          |  256               |  512               |  512
@@ -29,7 +29,8 @@ VGG_CNN_M_1024, model M (``FR:models/VGG_CNN_M_1024/train.prototxt``; LRN *befor
     roi_pool5 6x6 at 1/16 -> fc6 18432->4096 -> fc7 4096->1024  (ReLU + dropout 0.5 each)
 
 Both S and M fine-tune conv2 and up (paper Sec. 4.5). For a 600-row image conv5 has 39 rows in S, 36 in M and 38 in
-L (spec §2): M's map is smaller than image/16, and the RoI pool still uses 1/16 as the original does (spec §14.4).
+L (docs/reference.md §2): M's map is smaller than image/16, and the RoI pool still uses 1/16 as the original does
+(docs/reference.md §14.4).
 
 tiny: VGG16's plan with one conv per stage and few channels, ``conv1..conv5`` = 16-32-64-128-128 with four 2x2 pools
 (total stride 16, so the same spatial scale 1/16), RoI pool 7x7, fc6 6272->512, fc7 512->512. The default detector
@@ -93,7 +94,7 @@ class BackboneSpec:
             ``(name, kernel, stride, pad)`` (pad may be left out). Pools are named ``pool1``, ``pool2``, ... in
             forward order.
         frozen: names of the layers whose weights stay fixed during fine-tuning: convs, or any of ``FC_LAYERS``
-            (e.g. everything but ``bbox_pred`` for the paper's stage-wise ablation, spec §2).
+            (e.g. everything but ``bbox_pred`` for the paper's stage-wise ablation, docs/reference.md §2).
         roi_size: the RoI pool grid, ``roi_size x roi_size``.
         fc_width: outputs of fc6 (and of fc7 unless ``fc7_width`` is set).
         dropout: drop probability after relu6 and relu7.

@@ -180,7 +180,7 @@ def from_classifier(classifier: Classifier, num_classes: int, seed: int = 0, roi
 
     # 2. fc8 and the softmax over the classifier's M classes give way to the two sibling heads: cls_score, a fc with
     #    K + 1 outputs followed by a softmax, and bbox_pred, the 4(K + 1) class-specific box regressors; both start
-    #    from Gaussian noise (std 0.01 and 0.001), biases 0 (spec §2).
+    #    from Gaussian noise (std 0.01 and 0.001), biases 0 (docs/reference.md §2).
     rng = np.random.default_rng(seed)
     gaussian_(detector.cls_score, CLS_SCORE_STD, rng)
     gaussian_(detector.bbox_pred, BBOX_PRED_STD, rng)

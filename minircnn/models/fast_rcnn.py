@@ -9,7 +9,7 @@ Forward, for N images and R RoIs::
 
 with r the spec's RoI grid (7 for VGG16 and the default tiny detector, 6 for CaffeNet and VGG_CNN_M_1024) and
 the fc widths of the spec (``spec.fc_widths``: 4096, 4096 for VGG16; 4096, 1024 for VGG_CNN_M_1024). After
-:func:`minircnn.svd.compress`, fc6 and fc7 are each two layers (``fc6_L``, ``fc6_U``) with nothing between.
+:func:`minircnn.inference.svd.compress`, fc6 and fc7 are each two layers (``fc6_L``, ``fc6_U``) with nothing between.
 
 Loss (paper Eq. 1): ``L = L_cls(p, u) + lambda [u >= 1] L_loc(t^u, v)``, lambda = 1 by default (the config's
 ``bbox_loss_weight``). The backward is written
@@ -28,7 +28,7 @@ from ..boxes import scatter_classwise
 from ..nn import Dropout, Linear, Network, ReLU, RoIPool, gaussian_, he_normal_, plan_backward
 from .backbones import FC_LAYERS, BackboneSpec, build_backbone, get_spec
 
-CLS_SCORE_STD = 0.01     # Gaussian init of the heads, biases 0 (spec §2)
+CLS_SCORE_STD = 0.01     # Gaussian init of the heads, biases 0 (docs/reference.md §2)
 BBOX_PRED_STD = 0.001
 
 
@@ -54,7 +54,7 @@ def bbox_loss_weights(labels, num_classes: int, dtype=np.float32):
 
 
 def multitask_loss(scores, deltas, labels, bbox_targets, bbox_weights=None, bbox_loss_weight: float = 1.0):
-    """Fast R-CNN's loss (paper Eq. 1-3; normalisation of the original layers, spec §3 and §14.8).
+    """Fast R-CNN's loss (paper Eq. 1-3; normalisation of the original layers, docs/reference.md §3 and §14.8).
 
     ``L_cls`` is the softmax log loss averaged over the R RoIs. ``L_loc`` is smooth L1 over the 4 columns of each
     foreground RoI's class, summed and divided by R (all RoIs, not just the foreground ones).
@@ -149,13 +149,13 @@ class FastRCNN(Network):
         self.freeze(name for name in spec.frozen if name in FC_LAYERS)
         self.set_dropout_rng(np.random.default_rng(dropout_seq))
         self._loss_grads = None
-        self.svd_ranks = {}                       # {fc name: rank} once compressed (minircnn.svd)
+        self.svd_ranks = {}                       # {fc name: rank} once compressed (minircnn.inference.svd)
 
     @property
     def config(self) -> dict:
         """``{"num_classes": K+1, "spec": {...}}`` with the current frozen flags: enough to rebuild the model.
 
-        A model compressed by :func:`minircnn.svd.compress` also has ``"svd": {"fc6": rank, ...}``.
+        A model compressed by :func:`minircnn.inference.svd.compress` also has ``"svd": {"fc6": rank, ...}``.
         """
         frozen = [layer.name for layer in self.layers if layer.params and layer.frozen]
         frozen = tuple(dict.fromkeys(n[:-2] if n[:-2] in self.svd_ranks else n for n in frozen))  # fc6_L -> fc6
@@ -211,7 +211,7 @@ class FastRCNN(Network):
         """From the conv feature map (N, C, h, w) and the RoIs to (scores, deltas): RoI pool, fc6, fc7, heads.
 
         The trunk is run as the list :attr:`trunk` (roi_pool5, fc6, relu6, drop6, fc7, relu7, drop7), so that a
-        compressed model, whose fc6 is the pair fc6_L, fc6_U (:mod:`minircnn.svd`), runs the same code.
+        compressed model, whose fc6 is the pair fc6_L, fc6_U (:mod:`minircnn.inference.svd`), runs the same code.
         """
         self._plan_backward()
         x = self.trunk[0].forward(features, rois, train=train)              # roi_pool5

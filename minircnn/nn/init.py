@@ -21,7 +21,8 @@ def _fill_gaussian(param, std: float, rng) -> None:
 
 
 def gaussian_(module, std: float, rng) -> None:
-    """``weight ~ N(0, std^2)``, ``bias = 0`` (Caffe's "gaussian" filler; the heads: std 0.01 and 0.001, spec §2).
+    """``weight ~ N(0, std^2)``, ``bias = 0`` (Caffe's "gaussian" filler; the heads: std 0.01 and 0.001,
+    docs/reference.md §2).
 
     Args:
         module: a layer with ``params["weight"]`` and ``params["bias"]``.

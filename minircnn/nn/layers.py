@@ -2,7 +2,8 @@
 
 | module    | functional pair                              | parameters (lr_mult, decay_mult)            |
 |-----------|----------------------------------------------|---------------------------------------------|
-| Conv2d    | conv2d_forward / conv2d_backward             | weight (out, in/groups, kh, kw) (1, 1); bias (out,) (2, 0) |
+| Conv2d    | conv2d_forward / conv2d_backward             | weight (out, in/groups, kh, kw) (1, 1); bias (out,) (2, 0)
+|
 | Linear    | linear_forward / linear_backward             | weight (out, in) (1, 1); bias (out,) (2, 0)  |
 | ReLU      | relu_forward / relu_backward                 | -                                           |
 | LRN       | lrn_forward / lrn_backward                   | -                                           |
@@ -22,7 +23,7 @@ from ..backend import get_array_module
 from .module import Module
 
 WEIGHT_MULTS = (1.0, 1.0)   # (lr_mult, decay_mult) of weights in every trainable layer of the paper's prototxts
-BIAS_MULTS = (2.0, 0.0)     # biases: twice the learning rate, no weight decay (spec §2, §14.9)
+BIAS_MULTS = (2.0, 0.0)     # biases: twice the learning rate, no weight decay (docs/reference.md §2, §14.9)
 
 
 class Conv2d(Module):
@@ -71,7 +72,7 @@ class Linear(Module):
     per row in (c, h, w) order, like Caffe's InnerProduct after roi_pool5.
 
     ``bias=False`` gives a layer without a bias parameter (Caffe's ``bias_term: false``), e.g. the first factor
-    ``fc6_L`` of a truncated-SVD compressed fc layer (:mod:`minircnn.svd`).
+    ``fc6_L`` of a truncated-SVD compressed fc layer (:mod:`minircnn.inference.svd`).
     """
 
     def __init__(self, name, in_features: int, out_features: int, dtype=np.float32, bias: bool = True):
@@ -167,7 +168,8 @@ _IDENTITY = "identity"   # the cache of a dropout layer that dropped nothing
 
 
 class Dropout(Module):
-    """Inverted dropout with drop probability ``p`` (0.5 after relu6 and relu7, spec §2); identity at test time.
+    """Inverted dropout with drop probability ``p`` (0.5 after relu6 and relu7, docs/reference.md §2); identity at test
+    time.
 
     Attributes:
         rng: the ``numpy.random.Generator`` the masks are drawn from (a network shares one among its dropout layers

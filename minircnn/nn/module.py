@@ -5,10 +5,10 @@ A :class:`Module` wraps one forward/backward pair of :mod:`minircnn.functional`.
 * ``params``: ``{"weight": array, "bias": array}`` (empty for ReLU, pooling, dropout);
 * ``grads``: the same keys, written by the last :meth:`Module.backward` (overwritten, not accumulated);
 * ``lr_mult`` / ``decay_mult``: per-parameter multipliers of the learning rate and of the weight decay. Caffe's
-  convention for every trainable layer of the paper's models (spec §2): weights 1 / 1, biases 2 / 0 -- biases learn
-  twice as fast and are not decayed (spec §14.9);
+  convention for every trainable layer of the paper's models (docs/reference.md §2): weights 1 / 1, biases 2 / 0 --
+  biases learn twice as fast and are not decayed (docs/reference.md §14.9);
 * ``frozen``: a frozen layer's parameters get no gradient and the solver never touches them (VGG16's conv1_x and
-  conv2_x, spec §2);
+  conv2_x, docs/reference.md §2);
 * ``cache``: what the backward needs from the last training forward; the backward consumes it.
 
 Which layers run a backward at all is decided by the network that holds them

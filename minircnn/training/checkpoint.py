@@ -11,10 +11,10 @@ Arrays in the file (all plain arrays: it loads with ``np.load(path)``, whose def
                          scales, the sampled RoIs, the dropout masks -- comes from a generator seeded with
                          ``(seed, stream, i)`` (:mod:`minircnn.train`), so ``(seed, iteration)`` *is* the whole RNG
                          state: resuming reproduces the uninterrupted run exactly.
-``config``               the resolved :class:`~minircnn.config.TrainConfig` as JSON (a 0-d string array)
+``config``               the resolved :class:`~minircnn.training.config.TrainConfig` as JSON (a 0-d string array)
 ``model_config``         the architecture, JSON (:attr:`FastRCNN.config`)
 ``class_names``          the foreground class names (class k is ``class_names[k - 1]``)
-``bbox_means/stds``      (K+1, 4) float64 target normalisation (spec §5); test time undoes it
+``bbox_means/stds``      (K+1, 4) float64 target normalisation (docs/reference.md §5); test time undoes it
 ``preprocessing``        the weights' pixel convention, JSON (:class:`~minircnn.data.transforms.Preprocessing`)
 =======================  ==========================================================================================
 

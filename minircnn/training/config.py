@@ -9,11 +9,12 @@
   over three seeds (every class >= 0.65, box loss -42% to -45% from the first to the last 100 iterations) and 0.66
   on the photos set (:mod:`minircnn.data.photos`, 0.37 with the earlier recipe). Dropout mostly slows learning down
   at this length: with 400 training images the detector is far from over-fitting.
-* ``vgg16_voc07``: the paper's settings for VGG16 on VOC 2007 trainval (spec §3, §4): shorter side 600, longer side
-  at most 1000, N = 2 images and R = 128 RoIs per step, 25% foreground, lr 0.001 -> 0.0001 at 30k of 40k iterations,
-  momentum 0.9, weight decay 0.0005, horizontal flips, selective search proposals, Caffe BGR preprocessing.
+* ``vgg16_voc07``: the paper's settings for VGG16 on VOC 2007 trainval (docs/reference.md §3, §4): shorter side 600,
+  longer side at most 1000, N = 2 images and R = 128 RoIs per step, 25% foreground, lr 0.001 -> 0.0001 at 30k of 40k
+  iterations, momentum 0.9, weight decay 0.0005, horizontal flips, selective search proposals, Caffe BGR preprocessing.
 * ``caffenet_voc07``, ``vgg_cnn_m_voc07``: the same settings for the paper's models S and M. The original trains all
-  three with one solver and ``--iters 40000`` (spec §3) and subtracts the same BGR pixel means (spec §4 PIXEL_MEANS).
+  three with one solver and ``--iters 40000`` (docs/reference.md §3) and subtracts the same BGR pixel means
+  (docs/reference.md §4 PIXEL_MEANS).
 
 A config is resolved as ``preset -> command-line overrides``; an unknown key is an error (:meth:`TrainConfig.replace`).
 The resolved config is printed by ``train`` and saved as ``config.json`` and inside ``checkpoint.npz``.
@@ -26,7 +27,7 @@ from dataclasses import dataclass, fields
 
 from ..data.sampler import SamplerConfig
 
-#: the sampler's defaults are the paper's (spec §4, §6); the training config takes them from there
+#: the sampler's defaults are the paper's (docs/reference.md §4, §6); the training config takes them from there
 _PAPER = SamplerConfig()
 
 #: the keys of ``minircnn.models.BACKBONES`` (spelled out so that reading a config does not import the models)
@@ -46,15 +47,16 @@ class TrainConfig:
             ``"none"`` (random initialisation, from scratch), or a path to an ``.npz`` of backbone/fc parameters.
         preprocessing: the weights' pixel convention, a key of ``minircnn.data.PREPROCESSING_PRESETS``.
         iters: SGD iterations.
-        base_lr, momentum, weight_decay, gamma: Caffe SGD (spec §3); biases get 2x lr and no decay.
+        base_lr, momentum, weight_decay, gamma: Caffe SGD (docs/reference.md §3); biases get 2x lr and no decay.
         stepsize: the learning rate is multiplied by ``gamma`` every ``stepsize`` iterations (None: never).
-        ims_per_batch, batch_size, fg_fraction: N images and R RoIs per step, largest foreground share (spec §6).
-        scales, max_size: training shorter side(s) and cap on the longer side (spec §4).
+        ims_per_batch, batch_size, fg_fraction: N images and R RoIs per step, largest foreground share
+            (docs/reference.md §6).
+        scales, max_size: training shorter side(s) and cap on the longer side (docs/reference.md §4).
         test_scale, test_max_size: the same at test time.
         test_scales: multi-scale test: the shorter sides of an image pyramid, e.g. ``(480, 576, 688, 864, 1200)``
-            with ``test_max_size`` 2000 (spec §4 ``multiscale.yml``); each RoI is pooled from the level where its
-            area is closest to 224² (spec §8). Empty (the default): one scale, ``test_scale``.
-        flip: train on the dataset plus its mirrored copies (spec §5).
+            with ``test_max_size`` 2000 (docs/reference.md §4 ``multiscale.yml``); each RoI is pooled from the level
+            where its area is closest to 224² (docs/reference.md §8). Empty (the default): one scale, ``test_scale``.
+        flip: train on the dataset plus its mirrored copies (docs/reference.md §5).
         proposals: ``"ss-fast"``, ``"ss-quality"`` (selective search), ``"dense"`` (sliding windows), or
             precomputed files: ``"selective_search_data/voc_2007_{split}.mat"`` (the original release's), a folder
             holding ``*_<split>.mat``/``.npz`` files, or one file (:mod:`minircnn.data.proposal_files`).
@@ -62,7 +64,7 @@ class TrainConfig:
         score_thresh, nms_thresh, max_per_image: the test protocol (:mod:`minircnn.evaluate`).
         protocol: ``"simple"`` (score > score_thresh, NMS, max_per_image per image) or ``"paper"`` (the original
             ``FR:test.py``: max_per_image per class before NMS, an adaptive per-class threshold keeping about 40
-            detections per class per image over the test set, NMS; :mod:`minircnn.protocols`).
+            detections per class per image over the test set, NMS; :mod:`minircnn.inference.protocols`).
         frozen: None: the backbone's own frozen layers (VGG16: conv1_x, conv2_x); a tuple: exactly these layers stay
             fixed (e.g. every conv, for the paper's Table 5; everything but ``bbox_pred`` for stage-wise training).
         bbox_loss_weight: lambda of the multi-task loss (Eq. 1); 0 trains classification only (Table 6).
@@ -177,7 +179,8 @@ PRESETS = {
         iters=40000, base_lr=0.001, stepsize=30000, scales=_PAPER.scales, max_size=_PAPER.max_size,
         test_scale=_PAPER.scales[0], test_max_size=_PAPER.max_size, checkpoint_every=10000, seed=3),
 }
-# models S and M: VGG16's preset with their backbone (same solver, iterations, scales and BGR means, spec §3-4)
+# models S and M: VGG16's preset with their backbone (same solver, iterations, scales and BGR means,
+# docs/reference.md §3-4)
 PRESETS["caffenet_voc07"] = PRESETS["vgg16_voc07"].replace(preset="caffenet_voc07", backbone="caffenet")
 PRESETS["vgg_cnn_m_voc07"] = PRESETS["vgg16_voc07"].replace(preset="vgg_cnn_m_voc07", backbone="vgg_cnn_m_1024")
 

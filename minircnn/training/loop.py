@@ -4,11 +4,11 @@ The run, stage by stage::
 
     dataset (VOC folder, or the built-in shapes set generated on first use)
       -> proposals per split (selective search, cached beside the dataset)
-      -> roidb + flipped copies + normalised regression targets (spec §5)          prepare_data
+      -> roidb + flipped copies + normalised regression targets (docs/reference.md §5)          prepare_data
       -> detector initialised from the pretrained classifier by the paper's
          three transformations (Sec. 2.2), or resumed from the checkpoint          prepare_model
       -> SGD iterations: 2 images, 128 RoIs, multi-task loss, hand-written
-         backward, Caffe SGD (spec §3, §6)                                         iterate
+         backward, Caffe SGD (docs/reference.md §3, §6)                                         iterate
       -> checkpoint.npz, log.csv, loss.png; then evaluation on the test split
          (metrics.json, pr_curves.png, detections.png)                             evaluate_run
 
@@ -49,7 +49,7 @@ class TrainingData(NamedTuple):
     root: Path
     dataset: VOCDataset
     roidb: list
-    means: np.ndarray           # (K+1, 4) float64 target normalisation (spec §5)
+    means: np.ndarray           # (K+1, 4) float64 target normalisation (docs/reference.md §5)
     stds: np.ndarray
 
 

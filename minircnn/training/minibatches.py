@@ -15,8 +15,8 @@ from ..data.sampler import SUBSET, minibatch_at, step_rng
 
 
 def build_training_roidb(dataset, proposals, config):
-    """The roidb of the training split (spec §5): a nested random subset if ``config.train_images``, flipped copies
-    appended if ``config.flip``, regression targets normalised.
+    """The roidb of the training split (docs/reference.md §5): a nested random subset if ``config.train_images``,
+    flipped copies appended if ``config.flip``, regression targets normalised.
 
     Returns:
         roidb (list of :class:`~minircnn.data.roidb.RoidbEntry`), means and stds ((K+1, 4) float64).

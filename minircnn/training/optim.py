@@ -1,7 +1,8 @@
-"""Stochastic gradient descent as Caffe's solver does it for Fast R-CNN (spec §3, ``FR:models/*/solver.prototxt``).
+"""Stochastic gradient descent as Caffe's solver does it for Fast R-CNN (docs/reference.md §3,
+``FR:models/*/solver.prototxt``).
 
 For every trainable parameter w with gradient g, learning-rate multiplier ``lr_mult`` and decay multiplier
-``decay_mult`` (weights 1 and 1, biases 2 and 0: spec §14.9), one step is::
+``decay_mult`` (weights 1 and 1, biases 2 and 0: docs/reference.md §14.9), one step is::
 
     v = momentum * v + lr * lr_mult * (g + weight_decay * decay_mult * w)
     w = w - v

@@ -1,5 +1,5 @@
-"""Tests for minircnn.data.proposals: the original .mat layout (spec §12, gotcha 17), our .npz format, dense boxes,
-parallel computation, the cache beside the dataset, recall and the command line."""
+"""Tests for minircnn.data.proposals: the original .mat layout (docs/reference.md §12, §14.17), our .npz format, dense
+boxes, parallel computation, the cache beside the dataset, recall and the command line."""
 import numpy as np
 import pytest
 import scipy.io

@@ -1,4 +1,4 @@
-"""Tests for minircnn.data.roidb: overlaps, flipping, normalised regression targets (spec §5, §14.6-7)."""
+"""Tests for minircnn.data.roidb: overlaps, flipping, normalised regression targets (docs/reference.md §5, §14.6-7)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
-"""Tests for minircnn.data.sampler: hierarchical sampling, data order, mini-batch blobs (spec §5, §6, §14.10)."""
+"""Tests for minircnn.data.sampler: hierarchical sampling, data order, mini-batch blobs (docs/reference.md §5, §6,
+§14.10)."""
 import numpy as np
 import pytest
 
@@ -60,7 +61,7 @@ def test_sample_rois_fractions_and_thresholds_over_many_draws():
 
 
 def test_gt_boxes_are_foreground_candidates():
-    """With no proposal reaching IoU 0.5, the GT boxes themselves are the foreground RoIs (spec §14.10)."""
+    """With no proposal reaching IoU 0.5, the GT boxes themselves are the foreground RoIs (docs/reference.md §14.10)."""
     gt = np.array([[0, 0, 19, 19], [40, 40, 59, 59]], dtype=np.float32)
     props = np.array([[0, 0, 19, 7], [70, 70, 79, 79]], dtype=np.float32)          # IoU 0.4 and 0
     roidb, _, _ = compute_targets(build_roidb([gt], [np.array([2, 3])], [props], [(80, 80)], NUM_CLASSES),

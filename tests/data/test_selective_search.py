@@ -1,4 +1,5 @@
-"""Tests for minircnn.data.selective_search and minircnn.data.segmentation: the grouping steps one by one, the hierarchy's invariants, recall on
+"""Tests for minircnn.data.selective_search and minircnn.data.segmentation: the grouping steps one by one, the
+hierarchy's invariants, recall on
 generated images, determinism and bad input."""
 import importlib
 

@@ -1,4 +1,5 @@
-"""Tests for minircnn.data.transforms: scale rule, resize, flip, preprocessing presets, blobs, pyramids (spec §5)."""
+"""Tests for minircnn.data.transforms: scale rule, resize, flip, preprocessing presets, blobs, pyramids
+(docs/reference.md §5)."""
 import numpy as np
 import pytest
 
@@ -23,7 +24,7 @@ def random_image(rng, h, w):
 ])
 def test_scale_rule_at_the_max_size_boundary(h, w, target, max_size, size):
     """The shorter side goes to the target unless round(scale * longer) exceeds max_size; then the longer side goes
-    to max_size (spec §5). round() is half-to-even, so a long side of 1000.5 counts as 1000."""
+    to max_size (docs/reference.md §5). round() is half-to-even, so a long side of 1000.5 counts as 1000."""
     scale = scale_for(h, w, target, max_size)
     assert scaled_size(h, w, scale) == size
     assert scale in (target / min(h, w), max_size / max(h, w))
@@ -68,7 +69,7 @@ def test_resize_by_hand_like_opencv():
 
 def test_resize_commutes_with_per_channel_affine_maps():
     """Bilinear resizing is linear with weights summing to 1, so normalising before or after resizing agrees: the
-    order only matters for the padding, which is 0 = the mean colour (spec §14.14)."""
+    order only matters for the padding, which is 0 = the mean colour (docs/reference.md §14.14)."""
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 255, (3, 11, 13)).astype(np.float32)
     a, b = np.float32(0.5), np.float32(-3.0)
@@ -137,7 +138,7 @@ def test_flip_rejects_bad_input():
 
 # ------------------------------------------------------------------------------------------------- preprocessing
 def test_caffe_preset_is_bgr_0_255_with_bgr_means():
-    """The Caffe VGG16 preset: BGR order, values 0-255, the BGR pixel means of spec §4, std 1."""
+    """The Caffe VGG16 preset: BGR order, values 0-255, the BGR pixel means of docs/reference.md §4, std 1."""
     assert CAFFE_VGG16.channel_order == "BGR" and CAFFE_VGG16.value_range == 255.0
     assert CAFFE_VGG16.mean == (102.9801, 115.9465, 122.7717) and CAFFE_VGG16.std == (1.0, 1.0, 1.0)
     assert TORCHVISION.channel_order == "RGB" and TORCHVISION.value_range == 1.0
@@ -162,7 +163,7 @@ def test_rgb_input_ends_up_bgr_for_caffe():
 
 
 def test_mean_subtracted_before_resizing():
-    """prepare_image = resize(preprocess(flip(image))): the Caffe path of spec §5 with a flip."""
+    """prepare_image = resize(preprocess(flip(image))): the Caffe path of docs/reference.md §5 with a flip."""
     rng = np.random.default_rng(3)
     image = random_image(rng, 15, 20)
     out, scale = prepare_image(image, 24, 1000, CAFFE_VGG16, flip=True)
@@ -204,7 +205,8 @@ def test_blob_zero_pads_top_left():
 
 def test_image_pyramid_levels_and_roi_levels():
     """Each pyramid level follows the scale rule and is padded into one blob; a box goes to the level where its
-    scaled area is closest to 224^2 (spec §8): a 100x100 box to scale 2.24 (224^2), a 200x200 box to 1.12."""
+    scaled area is closest to 224^2 (docs/reference.md §8): a 100x100 box to scale 2.24 (224^2), a 200x200 box to
+    1.12."""
     rng = np.random.default_rng(4)
     image = random_image(rng, 100, 150)
     blob, factors = image_pyramid(image, (112, 224), 1000, PLAIN)

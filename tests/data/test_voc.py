@@ -1,4 +1,4 @@
-"""Tests for minircnn.data.voc: VOC XML parsing, class discovery and the errors on bad input (spec §5)."""
+"""Tests for minircnn.data.voc: VOC XML parsing, class discovery and the errors on bad input (docs/reference.md §5)."""
 import re
 
 import numpy as np

@@ -39,7 +39,7 @@ CASES = [
     pytest.param((2, 8, 6, 5, 2, 3, 3, 2, 1), id="gemm-C8-k3-s2-p1"),
     pytest.param((1, 8, 7, 7, 2, 3, 3, 2, 0), id="gemm-C8-k3-s2-p0-odd"),
     pytest.param((1, 3, 6, 7, 2, 5, 5, 1, 2), id="gemm-C3-k5-s1-p2"),
-    # the first convs of the paper's models S and M (spec §2): large kernels, strides 2 and 4
+    # the first convs of the paper's models S and M (docs/reference.md §2): large kernels, strides 2 and 4
     pytest.param((1, 3, 15, 14, 2, 11, 11, 4, 5), id="caffenet-conv1-k11-s4-p5"),
     pytest.param((1, 3, 12, 11, 2, 7, 7, 2, 0), id="vgg-cnn-m-conv1-k7-s2-p0"),
     pytest.param((2, 4, 9, 8, 3, 5, 5, 2, 1), id="vgg-cnn-m-conv2-k5-s2-p1"),

@@ -1,4 +1,5 @@
-"""The multi-task loss pieces: softmax log loss (mean over RoIs) and smooth L1 (sum / number of RoIs), spec §3."""
+"""The multi-task loss pieces: softmax log loss (mean over RoIs) and smooth L1 (sum / number of RoIs), docs/reference.md
+§3."""
 import math
 
 import numpy as np

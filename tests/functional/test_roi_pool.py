@@ -1,4 +1,4 @@
-"""RoI max pooling: exactly the original Caffe layer (spec §1, gotchas 1-5), and Eq. 4 for the backward."""
+"""RoI max pooling: exactly the original Caffe layer (docs/reference.md §1, §14.1–14.5), and Eq. 4 for the backward."""
 import numpy as np
 import pytest
 
@@ -64,7 +64,8 @@ def test_negative_corner_rounds_away_from_zero(F):
 
 def test_float32_bin_edge_overshoot_like_the_original(F, xp):
     """For a 57-row RoI and 7 bins, float32 gives ceil(7 * float32(57/7)) = 58: the last bin reaches one row past the
-    RoI (spec gotcha 2). The original layer does this, so a large value just below the RoI wins the last bin."""
+    RoI (docs/reference.md §14.2). The original layer does this, so a large value just below the RoI wins the last
+    bin."""
     x = np.zeros((1, 1, 60, 1), dtype=np.float32)
     x[0, 0, 57, 0] = 100.0          # row 57 lies outside rows 0..56
     rois = np.array([[0, 0, 0, 0, 56]], dtype=np.float32)

@@ -1,4 +1,4 @@
-"""Truncated-SVD compression of fc6/fc7 (minircnn.svd; paper Sec. 3.1, spec §11)."""
+"""Truncated-SVD compression of fc6/fc7 (minircnn.inference.svd; paper Sec. 3.1, docs/reference.md §11)."""
 import argparse
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""minircnn.experiments: the lessons' cached training runs."""
+"""minircnn.lab.experiments: the lessons' cached training runs."""
 import json
 
 import numpy as np
@@ -70,7 +70,7 @@ def test_apply_protocol_to_outputs_equals_detect_split(voc, runs):
     from minircnn.training.checkpoint import load_checkpoint
     from minircnn.data import VOCDataset
     from minircnn.data.proposals import proposals_for_split
-    from minircnn.inference.im_detect import detect_split
+    from minircnn.inference import detect_split
     run = experiments.train_detector("d", voc, evaluate=False, **(SMALL | {"proposals": "ss-fast"}))
     ckpt = load_checkpoint(run.checkpoint)
     test = VOCDataset(voc, "test")
@@ -126,7 +126,7 @@ def test_detect_test_split_scores_as_the_runs_own_evaluation(voc, runs):
     """detect_test_split(run) gives the detections behind the run's metrics.json (same mAP); without box regression
     every detected box is one of the test proposals."""
     from minircnn.data.proposals import proposals_for_split
-    from minircnn.evaluation.report import score_detections
+    from minircnn.evaluation import score_detections
     run = experiments.train_detector("e", voc, **(SMALL | {"test_split": "trainval", "proposals": "ss-fast",
                                                            "max_proposals": 100}))
     dataset, found = experiments.detect_test_split(run)

@@ -1,4 +1,4 @@
-"""R-CNN's post-hoc SVMs (minircnn/svm.py): the L2-loss SVM on hand-checkable points, its gradient, hard negative
+"""R-CNN's post-hoc SVMs (minircnn/lab/svm.py): the L2-loss SVM on hand-checkable points, its gradient, hard negative
 mining, the post-hoc softmax, the fc7 features and the classifiers installed in ``cls_score``."""
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
 """Backbone architectures (minircnn/models/backbones.py): VGG16, CaffeNet and VGG_CNN_M_1024 exactly as the paper's
-models L, S and M (spec §2), tiny, and the spec format that checkpoints store.
+models L, S and M (docs/reference.md §2), tiny, and the spec format that checkpoints store.
 
 VGG16 is built once, with ``init=False``: its 138M parameters are zeros that cost no time and no memory until
 written (``np.zeros``), so the shape and flag checks are cheap.
@@ -50,7 +50,7 @@ def test_vgg16_layers_in_order(vgg16):
 
 def test_vgg16_frozen_layers_and_multipliers(vgg16):
     """conv1_1..conv2_2 are frozen, conv3_1 and up train (paper Sec. 4.5); weights lr 1 decay 1, biases lr 2
-    decay 0 (spec §14.9)."""
+    decay 0 (docs/reference.md §14.9)."""
     frozen = [p.name for p in vgg16.parameters() if p.frozen]
     assert frozen == [f"{n}.{k}" for n in ("conv1_1", "conv1_2", "conv2_1", "conv2_2") for k in ("weight", "bias")]
     for p in vgg16.parameters():
@@ -58,7 +58,7 @@ def test_vgg16_frozen_layers_and_multipliers(vgg16):
 
 
 def test_vgg16_conv5_size_and_parameter_count(vgg16):
-    """Caffe's ceil pooling gives conv5_3 maps of 38x50 for 600x800 and 38x63 for 600x1000 (spec §2); the
+    """Caffe's ceil pooling gives conv5_3 maps of 38x50 for 600x800 and 38x63 for 600x1000 (docs/reference.md §2); the
     ImageNet classifier with pool5 and fc8 has VGG16's well-known 138,357,544 parameters."""
     assert vgg16.feature_map_size(600, 800) == (38, 50)
     assert vgg16.feature_map_size(600, 1000) == (38, 63)
@@ -113,15 +113,15 @@ def test_spec_round_trip_and_overrides():
         BackboneSpec.from_dict({**TINY.to_dict(), "depth": 3})
 
 
-# ------------------------------------------------------------------------------- models S and M (spec §2)
+# ------------------------------------------------------------------------------- models S and M (docs/reference.md §2)
 
 def fc_params(c_in, out):
     """Weights and biases of an fc layer."""
     return out * c_in + out
 
 
-# The prototxts' numbers (FR:models/{CaffeNet,VGG_CNN_M_1024}/train.prototxt, spec §2): the backbone's layers in
-# order; each conv's (out, in, kernel, stride, pad, groups); both pools' (kernel, stride, pad); both LRNs'
+# The prototxts' numbers (FR:models/{CaffeNet,VGG_CNN_M_1024}/train.prototxt, docs/reference.md §2): the backbone's
+# layers in order; each conv's (out, in, kernel, stride, pad, groups); both pools' (kernel, stride, pad); both LRNs'
 # (local_size, alpha, beta, k); fc6's inputs (conv5 channels x the 6x6 RoI grid) and fc6, fc7 outputs.
 SMALL_MODELS = {
     "caffenet": dict(
@@ -190,9 +190,9 @@ def test_small_models_parameter_counts(name):
 @pytest.mark.parametrize("name, at_600, at_1000", [("caffenet", 39, 64), ("vgg_cnn_m_1024", 36, 61),
                                                    ("vgg16", 38, 63)])
 def test_conv5_sizes_and_total_stride(name, at_600, at_1000):
-    """conv5 sizes from Caffe's rules (conv floor, pooling ceil), spec §2: a 600 x 1000 image gives 39 x 64 in S,
-    36 x 61 in M, 38 x 63 in L. All three have total stride 16 (S: 4*2*2, M: 2*2*2*2, L: 2*2*2*2), so the RoI pool
-    reads them at spatial scale 1/16 -- for M too, whose map is smaller than image/16 (spec §14.4)."""
+    """conv5 sizes from Caffe's rules (conv floor, pooling ceil), docs/reference.md §2: a 600 x 1000 image gives 39 x 64
+    in S, 36 x 61 in M, 38 x 63 in L. All three have total stride 16 (S: 4*2*2, M: 2*2*2*2, L: 2*2*2*2), so the RoI pool
+    reads them at spatial scale 1/16 -- for M too, whose map is smaller than image/16 (docs/reference.md §14.4)."""
     model = build_model(name, 21, init=False)
     assert model.feature_map_size(600, 1000) == (at_600, at_1000)
     assert model.feature_map_size(1000, 600) == (at_1000, at_600)

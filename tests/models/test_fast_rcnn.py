@@ -1,5 +1,5 @@
 """The Fast R-CNN model (minircnn/models/fast_rcnn.py): the multi-task loss, and gradient checks of the hand-written
-backward of the whole head and of a whole (narrow) detector, in float64 (paper Eq. 1-4, spec §3)."""
+backward of the whole head and of a whole (narrow) detector, in float64 (paper Eq. 1-4, docs/reference.md §3)."""
 import numpy as np
 import pytest
 
@@ -43,7 +43,7 @@ def batch(rng, n_rois=6, image_hw=(48, 64)):
 
 def test_multitask_loss_known_values():
     """L = L_cls + [u >= 1] L_loc: the softmax log loss averaged over RoIs, smooth L1 over the label's 4 columns
-    summed and divided by the number of RoIs (spec §14.8).
+    summed and divided by the number of RoIs (docs/reference.md §14.8).
 
     Two RoIs, K + 1 = 2, all scores 0: p = (1/2, 1/2), so L_cls = log 2 for each row.
     Row 0 is background (u = 0): its deltas are ignored whatever they are.
@@ -217,7 +217,8 @@ def test_outputs_and_inference_mode():
 
 
 def test_same_seed_same_model_and_head_init():
-    """A seed fixes every weight; heads start as N(0, 0.01^2) and N(0, 0.001^2) with zero biases (spec §2)."""
+    """A seed fixes every weight; heads start as N(0, 0.01^2) and N(0, 0.001^2) with zero biases (docs/reference.md
+    §2)."""
     a, b, c = (build_model("tiny", 21, seed=s) for s in (0, 0, 1))
     for name, value in a.state_dict().items():
         np.testing.assert_array_equal(value, b.state_dict()[name])

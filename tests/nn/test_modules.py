@@ -72,7 +72,8 @@ def test_linear_module_flattens_and_stores_grads():
 
 
 def test_caffe_multipliers_by_default():
-    """Weights learn at lr x1 with decay x1, biases at lr x2 without decay (the paper's prototxts, spec §2)."""
+    """Weights learn at lr x1 with decay x1, biases at lr x2 without decay (the paper's prototxts, docs/reference.md
+    §2)."""
     for layer in (Conv2d("c", 1, 1), Linear("f", 1, 1)):
         assert layer.lr_mult == {"weight": 1.0, "bias": 2.0}
         assert layer.decay_mult == {"weight": 1.0, "bias": 0.0}

@@ -1,4 +1,5 @@
-"""Training configuration (minircnn/config.py): the presets of the paper's three models and the backbone names."""
+"""Training configuration (minircnn/training/config.py): the presets of the paper's three models and the backbone
+names."""
 import numpy as np
 import pytest
 
@@ -20,8 +21,8 @@ def test_backbone_names_are_the_registered_backbones():
 @pytest.mark.parametrize("preset, backbone", [("caffenet_voc07", "caffenet"), ("vgg_cnn_m_voc07", "vgg_cnn_m_1024")])
 def test_small_model_presets_share_the_vgg16_settings(preset, backbone):
     """Models S and M train with VGG16's solver and data settings (one solver.prototxt and ``--iters 40000`` for all
-    three, spec §3): lr 0.001 -> 0.0001 after 30k of 40k iterations, scale 600 capped at 1000, N = 2, R = 128, and
-    the BGR pixel means 102.98, 115.95, 122.77 that FR subtracts for every net (spec §4)."""
+    three, docs/reference.md §3): lr 0.001 -> 0.0001 after 30k of 40k iterations, scale 600 capped at 1000, N = 2, R =
+    128, and the BGR pixel means 102.98, 115.95, 122.77 that FR subtracts for every net (docs/reference.md §4)."""
     c = get_preset(preset)
     assert (c.preset, c.backbone) == (preset, backbone)
     assert c.replace(preset="vgg16_voc07", backbone="vgg16") == PRESETS["vgg16_voc07"]

@@ -1,5 +1,5 @@
-"""The solver (minircnn/optim.py): Caffe's SGD with momentum, weight decay on weights only, biases at 2x lr,
-frozen layers untouched, and the step schedule (spec §3, §14.9)."""
+"""The solver (minircnn/training/optim.py): Caffe's SGD with momentum, weight decay on weights only, biases at 2x lr,
+frozen layers untouched, and the step schedule (docs/reference.md §3, §14.9)."""
 import numpy as np
 import pytest
 
@@ -80,7 +80,7 @@ def test_frozen_parameters_are_untouched():
 
 
 def test_paper_defaults_and_schedule():
-    """base_lr 0.001, momentum 0.9, weight decay 0.0005, lr x0.1 every 30000 iterations (spec §3)."""
+    """base_lr 0.001, momentum 0.9, weight decay 0.0005, lr x0.1 every 30000 iterations (docs/reference.md §3)."""
     solver = SGD([])
     assert (solver.base_lr, solver.momentum, solver.weight_decay, solver.gamma, solver.stepsize) == \
         (0.001, 0.9, 0.0005, 0.1, 30000)
