@@ -38,8 +38,8 @@ import numpy as np
 
 import minircnn.functional as F
 from minircnn.boxes import clip_boxes
-from minircnn.data import (PLAIN, SamplerConfig, VOCDataset, append_flipped, batch_order, build_roidb,
-                           compute_targets, ensure_shapes_dataset, generate_shapes_dataset, iterate_minibatches,
+from minircnn.data import (PLAIN, SamplerConfig, VOCDataset, append_flipped, build_roidb, compute_targets,
+                           ensure_shapes_dataset, generate_shapes_dataset, images_of_step, iterate_minibatches,
                            sample_rois)
 from minircnn.visualize import draw_boxes
 from minircnn.lab import DEVICE  # noqa: F401  (MINIRCNN_DEVICE=gpu without a GPU stops the lesson here)
@@ -238,16 +238,16 @@ print(f"proposals: {np.mean(all_iou >= 0.5):.1%} foreground candidates (IoU >= 0
       f"{np.mean(all_iou < 0.1):.1%} never used (< 0.1)")
 
 # %% [markdown]
-# Now draw mini-batches the way training does — a random permutation of the images, 2 at a time
-# (`batch_order`), 64 RoIs from each (`sample_rois`) — and record what comes out:
+# Now draw mini-batches the way training does — each epoch a fresh random permutation of the images, 2 at a time
+# (`images_of_step(i, ...)`: step i's images, a function of the seed and i alone), 64 RoIs from each
+# (`sample_rois`) — and record what comes out:
 
 # %%
 config = SamplerConfig()
-order = batch_order(len(roidb), config.ims_per_batch, rng)
 steps = 20 if FAST else 200
 fg_iou, bg_iou, fg_per_image, rois_per_image = [], [], [], []
-for _ in range(steps):
-    for index in next(order):
+for step in range(steps):
+    for index in images_of_step(step, len(roidb), config.ims_per_batch, seed=0):
         entry = roidb[index]
         keep, labels = sample_rois(entry, config, rng)
         iou = entry.max_overlaps[keep]

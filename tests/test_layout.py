@@ -7,7 +7,7 @@ import re
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "minircnn"
 COMMANDS = {"train.py", "evaluate.py", "detect.py", "pretrain.py", "weights.py", "cli.py"}
-OUTSIDE = re.compile(r"\b[Ss]pec §|shared/" + "spec|fast_rcnn_" + "reference|\.\./" + "shared")   # split: not a hit here
+OUTSIDE = re.compile(r"\b[Ss]pec §|shared/" r"spec|fast_rcnn_" r"reference|\.\./" r"shared")   # split: no hit here
 TEXT = [p for pattern in ("minircnn/**/*.py", "minircnn/**/*.cu", "tests/**/*.py", "lessons/*.py", "lessons/*.md",
                           "benchmarks/*.py", "benchmarks/*.md", "docs/*.md", "README.md")
         for p in ROOT.glob(pattern)]
