@@ -18,6 +18,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -149,11 +150,12 @@ def read_npz(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":           # an .npz is a zip archive; NumPy would take anything else for a pickle
+        raise ValueError(f"{path}: cannot read it as an .npz file of arrays (not a NumPy .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise ValueError("a single .npy array, not an .npz archive")
             return {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as e:
-        reason = "not a NumPy .npz archive" if "pickle" in str(e) else str(e)      # NumPy's guess for other files
-        raise ValueError(f"{path}: cannot read it as an .npz file of arrays ({reason})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:      # a damaged archive, or object arrays
+        raise ValueError(f"{path}: cannot read it as an .npz file of arrays ({e})") from None

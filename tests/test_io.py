@@ -109,3 +109,21 @@ def test_directory_replace(tmp_path):
         (tmp / "new.txt").write_text("new")
     assert [p.name for p in dest.iterdir()] == ["new.txt"]
     assert leftovers(tmp_path) == []
+
+
+def test_read_npz_names_files_that_are_not_archives(tmp_path):
+    """read_npz reads an .npz back; a text file, a single .npy array, a truncated archive or a missing file are
+    refused with the file's name (never NumPy's pickle message)."""
+    from minircnn.io import read_npz
+    good = tmp_path / "good.npz"
+    atomic_save_npz(good, a=np.arange(3))
+    np.testing.assert_array_equal(read_npz(good)["a"], np.arange(3))
+    (tmp_path / "notes.npz").write_text("hello\n")
+    np.save(tmp_path / "one.npy", np.arange(3))
+    (tmp_path / "cut.npz").write_bytes(good.read_bytes()[:40])
+    for name in ("notes.npz", "one.npy", "cut.npz"):
+        with pytest.raises(ValueError, match=rf"{name}: cannot read it as an \.npz file") as e:
+            read_npz(tmp_path / name)
+        assert "pickle" not in str(e.value)
+    with pytest.raises(FileNotFoundError, match="missing.npz: no such file"):
+        read_npz(tmp_path / "missing.npz")

@@ -183,20 +183,22 @@ def read_caffemodel(path) -> dict:
     path = Path(path)
     buf = memoryview(path.read_bytes())
     layers, index, name = {}, 0, None
-    try:
-        for field, wire, value in _fields(buf, 0, len(buf), f"{path}"):
-            if field in (NET_LAYER, NET_LAYERS_V1) and wire == LENGTH:
-                name, blobs = _layer(buf, *value, v1=field == NET_LAYERS_V1, path=path, index=index)
-                index += 1
-                if not blobs:
-                    continue
-                if name in layers:
-                    raise CaffemodelError(f"{path}: layer {name!r} appears twice")
-                layers[name] = blobs
-    except CaffemodelError as e:
-        if f"{path}: layer" in str(e):        # already names the layer
-            raise
-        raise CaffemodelError(f"{e}; in the layer after #{index - 1} {name!r}" if name else str(e)) from None
+    fields = _fields(buf, 0, len(buf), f"{path}")
+    while True:
+        try:
+            field, wire, value = next(fields)
+        except StopIteration:
+            break
+        except CaffemodelError as e:           # a break between layers: say after which layer it came
+            raise CaffemodelError(f"{e}; in the layer after #{index - 1} {name!r}" if name else str(e)) from None
+        if field in (NET_LAYER, NET_LAYERS_V1) and wire == LENGTH:
+            name, blobs = _layer(buf, *value, v1=field == NET_LAYERS_V1, path=path, index=index)  # names the layer
+            index += 1
+            if not blobs:
+                continue
+            if name in layers:
+                raise CaffemodelError(f"{path}: layer {name!r} appears twice")
+            layers[name] = blobs
     if not layers:
         raise CaffemodelError(f"{path}: no layer with weights (not a .caffemodel, or an empty net)")
     return layers
