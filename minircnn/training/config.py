@@ -133,6 +133,17 @@ class TrainConfig:
             raise ValueError(f"roi_size must be >= 1, got {self.roi_size!r}")
         if self.iters < 1 or self.checkpoint_every < 1:
             raise ValueError("iters and checkpoint_every must be >= 1")
+        if min(self.max_size, self.test_max_size) < 1:
+            raise ValueError(f"max_size and test_max_size must be >= 1, got {self.max_size} and {self.test_max_size}")
+        if not (self.base_lr > 0 and 0 <= self.momentum < 1 and self.weight_decay >= 0 and self.gamma > 0):
+            raise ValueError(f"need base_lr > 0, 0 <= momentum < 1, weight_decay >= 0 and gamma > 0; got base_lr "
+                             f"{self.base_lr}, momentum {self.momentum}, weight_decay {self.weight_decay}, gamma "
+                             f"{self.gamma}")
+        if self.stepsize is not None and self.stepsize < 1:
+            raise ValueError(f"stepsize must be >= 1 or None (never), got {self.stepsize}")
+        if self.blas_threads < 0:
+            raise ValueError(f"blas_threads must be >= 0 (0: one per core), got {self.blas_threads}")
+        self.sampler                       # checks ims_per_batch, batch_size and fg_fraction
         from ..data.proposal_files import is_proposal_file
         if self.proposals not in ("ss-fast", "ss-quality", "dense") and not is_proposal_file(self.proposals):
             raise ValueError(f"proposals must be ss-fast, ss-quality, dense or proposal files (a path with {{split}}, "

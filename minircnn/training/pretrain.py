@@ -48,6 +48,13 @@ class PretrainConfig:
     slices: int = 2              # each batch goes through the convs as 2 slices in parallel threads (2 cores used)
     version: int = 2             # bump when the generator changes
 
+    def __post_init__(self):
+        for name in ("input_size", "pool_kernel", "iters", "batch_size", "warmup", "stepsize"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.base_lr > 0:
+            raise ValueError(f"base_lr must be > 0, got {self.base_lr}")
+
 
 # ------------------------------------------------------------------------------------------------- training
 def cache_path(config, root=None) -> Path:
