@@ -102,11 +102,6 @@ def roi_bins(rois, map_hw, output_size=(7, 7), spatial_scale=1.0 / 16, dtype=Non
     return RoIBins(batch, start_h, start_w, end_h, end_w, hstart, hend, wstart, wend)
 
 
-def empty_bins(bins: RoIBins):
-    """(R, pooled_h, pooled_w) bool: bins with no cell on the map (only possible for RoIs leaving the map)."""
-    return (bins.hend <= bins.hstart)[:, :, None] | (bins.wend <= bins.wstart)[:, None, :]
-
-
 def _check_rois(rois, n_images, xp):
     check_array("rois", rois, 2, "(R, 5) = (batch_index, x1, y1, x2, y2)", floating=False)
     if rois.shape[1] != 5:
