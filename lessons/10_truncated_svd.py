@@ -25,8 +25,8 @@
 # forward spends its time before and after the compression, for the tiny detector and at VGG16's sizes.
 #
 # docs/reference.md §11 (`FR:tools/compress_net.py`) and §13. Code: `minircnn/inference/svd.py` (`truncated_svd`,
-# `compress`), the `--svd fc6=R6,fc7=R7` flag of `python -m minircnn.evaluate`. Tests: `tests/test_svd.py`. Benchmark:
-# `benchmarks/bench_svd.py`.
+# `compress`), the `--svd fc6=R6,fc7=R7` flag of `python -m minircnn.evaluate`. Tests: `tests/inference/test_svd.py`.
+# Benchmark: `benchmarks/bench_svd.py`.
 
 # %%
 import time

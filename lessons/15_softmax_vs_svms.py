@@ -36,7 +36,7 @@
 #
 # docs/reference.md §4 (`svm.yml`: TEST.SVM), §13 (Table 8). Module: `minircnn/lab/svm.py` (after
 # `FR:tools/train_svms.py`).
-# Tests: `tests/test_svm.py`.
+# Tests: `tests/lab/test_svm.py`.
 
 # %%
 import time
@@ -118,7 +118,7 @@ print(f"package gradient vs central differences: relative error "
 # score the whole pool, add the negatives that land inside the margin (score $> -1$), drop cached ones far outside
 # it (score $< -1.1$), train again, until no new hard negative appears. At that point every negative left out
 # scores below $-1$ and has no loss and no gradient, so the SVM is *exactly* the one that training on the whole pool
-# would give, although no round saw the whole pool (`tests/test_svm.py` checks this).
+# would give, although no round saw the whole pool (`tests/lab/test_svm.py` checks this).
 #
 # R-CNN streamed the pool image by image and retrained whenever the cache had grown enough; we hold every feature in
 # memory, so a round scores the whole pool at once (`minircnn.lab.svm.mine_hard_negatives`). Here on a toy problem: a

@@ -27,7 +27,7 @@
 #
 # Code: `minircnn/training/config.py` (the preset), `minircnn/train.py`, `minircnn/training/loop.py`,
 # `minircnn/models/backbones.py`, `minircnn/models/imagenet_weights.py`, `minircnn/weights.py`,
-# `minircnn/data/proposal_files.py`. Tests: `tests/test_config.py`, `tests/test_train.py`,
+# `minircnn/data/proposal_files.py`. Tests: `tests/training/test_config.py`, `tests/test_train.py`,
 # `tests/models/test_backbones.py`, `tests/test_weights.py`, `tests/data/test_proposal_files.py`. docs/reference.md
 # §2–§6, §12, §13.
 

@@ -32,7 +32,7 @@
 # number of boxes — with a loop version of the recall against the package's `proposal_recall` — then feeds the
 # default trained detector more or fewer proposals at test time, and finally trains one detector on dense boxes.
 #
-# Tests: `tests/data/test_proposals.py`, `tests/test_experiments.py`.
+# Tests: `tests/data/test_proposals.py`, `tests/lab/test_experiments.py`.
 
 # %%
 import inspect

@@ -24,7 +24,7 @@
 # for the tiny detector, and at VGG16's sizes — before and after the compression.
 #
 # Code: `minircnn/inference/svd.py` (`compress`, `factor_layers`), `minircnn/models/fast_rcnn.py`. Tests:
-# `tests/test_svd.py`. Benchmark: `benchmarks/bench_svd.py` (fc6 + fc7 of VGG16's size with more repetitions).
+# `tests/inference/test_svd.py`. Benchmark: `benchmarks/bench_svd.py` (fc6 + fc7 of VGG16's size with more repetitions).
 
 # %%
 import time

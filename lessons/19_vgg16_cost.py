@@ -26,7 +26,7 @@
 #
 # Code: `minircnn/models/backbones.py`, `minircnn/models/fast_rcnn.py`, `minircnn/nn/` (the layers),
 # `minircnn/training/optim.py` (`SGD`), `minircnn/training/config.py` (the `vgg16_voc07` preset). Tests:
-# `tests/models/test_backbones.py`, `tests/nn/test_modules.py`, `tests/test_optim.py`. Benchmark:
+# `tests/models/test_backbones.py`, `tests/nn/test_modules.py`, `tests/training/test_optim.py`. Benchmark:
 # `benchmarks/bench_conv_stack.py`.
 
 # %%

@@ -55,3 +55,13 @@ def test_library_code_raises_instead_of_exiting():
         if path.parent == PACKAGE and path.name in COMMANDS:
             continue
         assert "SystemExit" not in path.read_text(), path.relative_to(ROOT)
+
+
+def test_paths_named_in_the_text_exist():
+    """A file the code, tests, lessons or documents point a reader to (``minircnn/...py``, ``tests/...py``, ...) is
+    there: moving a module means updating what names it."""
+    pattern = re.compile(r"(?<![\w/.])((?:minircnn|tests|benchmarks|lessons|docs)/[\w/]+\.(?:py|md|ipynb|cu))")
+    for path in TEXT:
+        for named in pattern.findall(path.read_text(encoding="utf-8")):
+            if "NN_topic" not in named:
+                assert (ROOT / named).exists(), f"{path.relative_to(ROOT)} names {named}, which does not exist"
