@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 
 from .backend import DEVICES, ENV_VAR, DeviceUnavailableError, get_device
 from .inference.protocols import PROTOCOLS
@@ -21,7 +22,7 @@ USER_ERRORS = (ValueError, OSError, DeviceUnavailableError, FloatingPointError)
 def run_command(main):
     """Decorate a command's ``main(argv=None)``: a :data:`USER_ERRORS` exception becomes ``SystemExit("error:
     <message>")``, which Python prints on stderr as one line before exiting with status 1; the return value is
-    passed through."""
+    passed through. Ctrl-C ends the command with "interrupted" and status 130 instead of a traceback."""
     @functools.wraps(main)
     def wrapper(argv=None):
         try:
@@ -29,6 +30,9 @@ def run_command(main):
         except USER_ERRORS as e:
             message = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
             raise SystemExit(f"error: {message}") from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
     return wrapper
 
 

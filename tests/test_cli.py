@@ -87,3 +87,20 @@ def test_a_command_prints_one_line_and_exits_non_zero(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"error: no checkpoint at {tmp_path / 'none.npz'}"]
+
+
+def test_a_folder_given_as_an_image_is_named(checkpoint, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        detect.main(["--checkpoint", str(checkpoint), str(tmp_path), "--out", str(tmp_path / "d")])
+    one_line_error(e, str(tmp_path), "a folder, not an image file")
+
+
+def test_ctrl_c_ends_a_command_quietly(monkeypatch, capsys):
+    """An interrupted command prints one word and exits with status 130 (128 + SIGINT), without a traceback."""
+    from minircnn import cli
+
+    def interrupted(argv=None):
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as e:
+        cli.run_command(interrupted)([])
+    assert e.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"

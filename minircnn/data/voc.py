@@ -221,6 +221,8 @@ def read_image(path) -> np.ndarray:
         VOCFormatError: the file is not an image PIL can decode (the message names it).
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: a folder, not an image file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
     try:
