@@ -27,7 +27,7 @@
 #
 # Code: `minircnn/lab/experiments.py` (the cached training runs of the lessons), `minircnn/train.py`,
 # `minircnn/evaluate.py`, `minircnn/visualize.py`. Tests: `tests/lab/test_experiments.py`, `tests/test_train.py`,
-# `tests/test_evaluate_cli.py`, `tests/test_visualize.py`.
+# `tests/test_evaluate.py`, `tests/test_visualize.py`.
 
 # %%
 import csv

@@ -26,7 +26,7 @@
 # docs/reference.md §5 (targets), §7 (encoding, decoding), §8 (test time), §14.6 and §14.7. Code: `minircnn/boxes.py`
 # (`encode`, `decode`, `iou`, `clip_boxes`), `minircnn/data/roidb.py` (`compute_targets`, `unnormalize_deltas`),
 # `minircnn/evaluate.py` (`im_detect`, `detect_split`). Tests: `tests/test_boxes.py`, `tests/data/test_roidb.py`,
-# `tests/test_evaluate_cli.py`.
+# `tests/test_evaluate.py`.
 
 # %%
 import math

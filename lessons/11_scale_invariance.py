@@ -34,7 +34,7 @@
 # docs/reference.md §4 (scales), §8 (test time: the pyramid and the level rule), §13. Code:
 # `minircnn/data/transforms.py` (`scale_for`, `image_pyramid`, `pyramid_rois`), `minircnn/evaluate.py` (`im_detect`,
 # `--test-scales`), training scales in `minircnn/data/sampler.py`. Tests: `tests/data/test_transforms.py`,
-# `tests/test_evaluate_cli.py`.
+# `tests/test_evaluate.py`.
 
 # %%
 import time
