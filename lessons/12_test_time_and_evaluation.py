@@ -29,7 +29,7 @@
 # IoU thresholds.
 #
 # docs/reference.md §8 (test time), §9 (NMS), §10 (VOC evaluation), §13 (the COCO numbers). Tests:
-# `tests/evaluation/test_voc.py`, `tests/test_boxes.py`, `tests/inference/test_protocols.py`.
+# `tests/evaluation/test_voc_ap.py`, `tests/test_boxes.py`, `tests/inference/test_protocols.py`.
 
 # %%
 import inspect
