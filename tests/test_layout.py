@@ -65,3 +65,10 @@ def test_paths_named_in_the_text_exist():
         for named in pattern.findall(path.read_text(encoding="utf-8")):
             if "NN_topic" not in named:
                 assert (ROOT / named).exists(), f"{path.relative_to(ROOT)} names {named}, which does not exist"
+
+
+def test_test_files_have_unique_names():
+    """pytest imports test files by their base name (the test folders are not packages), so two test_x.py files in
+    different folders would stop the whole run."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
