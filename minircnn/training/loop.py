@@ -53,16 +53,16 @@ class TrainingData(NamedTuple):
     stds: np.ndarray
 
 
-def dataset_root(config) -> Path:
+def dataset_root(config, progress: bool = True) -> Path:
     """The config's VOC folder, or the built-in shapes dataset (generated on first use)."""
-    return Path(config.data) if config.data else ensure_shapes_dataset()
+    return Path(config.data) if config.data else ensure_shapes_dataset(progress=progress)
 
 
 def prepare_data(config, pretraining_too=False, test_split_too=False, progress=True) -> TrainingData:
     """Proposals and the training roidb. With ``pretraining_too`` (a first run), the pretrained classifier is made
     in another process meanwhile (:func:`~minircnn.training.pretrain.start_in_background`); with ``test_split_too``
     the test split's proposals are computed (and cached) too."""
-    root = dataset_root(config)
+    root = dataset_root(config, progress)
     dataset = VOCDataset(root, config.train_split)
     pretraining = start_in_background(progress) if pretraining_too else None
     proposals = proposals_for_split(dataset, method=config.proposals, max_boxes=config.max_proposals,
