@@ -86,7 +86,9 @@ def parse_ranks(text: str) -> dict:
 
 
 def add_test_arguments(parser) -> None:
-    """The test-time flags shared by ``evaluate`` and ``detect``."""
+    """The flags shared by ``evaluate`` and ``detect``: ``--device``, ``--threads`` and the test-time settings."""
+    add_device_argument(parser)
+    add_threads_argument(parser)
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
                         help="'simple': per image, score > 0.05, NMS 0.3, the 100 best; 'paper': the original "
                              "FR:test.py, 100 per class per image before NMS, an adaptive per-class threshold "
@@ -122,3 +124,19 @@ def apply_test_arguments(args, ckpt):
         except ValueError as e:
             raise ValueError(f"--svd: {e}") from None
     return config, ckpt.model
+
+
+def load_for_test(args):
+    """What ``evaluate`` and ``detect`` start from: the device checked and the BLAS threads set, then the
+    checkpoint read and the test-time flags applied (:func:`apply_test_arguments`), the model on the device.
+
+    Returns:
+        (checkpoint, config, model).
+    """
+    device = device_of(args)
+    from .threads import set_blas_threads
+    from .training.checkpoint import load_checkpoint
+    set_blas_threads(args.threads)
+    ckpt = load_checkpoint(args.checkpoint)
+    config, model = apply_test_arguments(args, ckpt)
+    return ckpt, config, model.to(device) if device == "gpu" else model

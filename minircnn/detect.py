@@ -11,13 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli import add_device_argument, add_test_arguments, add_threads_argument, apply_test_arguments, device_of, \
-    run_command
+from .cli import add_test_arguments, load_for_test, run_command
 from .data.proposals import propose
 from .data.voc import read_image
 from .inference import detect_images
-from .threads import set_blas_threads
-from .training.checkpoint import load_checkpoint
 
 
 def parse_args(argv=None):
@@ -26,8 +23,6 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint", required=True, help="checkpoint.npz written by minircnn.train")
     parser.add_argument("--out", default="detections", help="folder for the drawn images")
     parser.add_argument("--show", type=float, default=0.5, help="list and draw detections scoring at least this")
-    add_device_argument(parser)
-    add_threads_argument(parser)
     add_test_arguments(parser)
     return parser.parse_args(argv)
 
@@ -35,14 +30,9 @@ def parse_args(argv=None):
 @run_command
 def main(argv=None):
     args = parse_args(argv)
-    device = device_of(args)
-    set_blas_threads(args.threads)
     from .visualize import save_detections
-    ckpt = load_checkpoint(args.checkpoint)
-    config, model = apply_test_arguments(args, ckpt)
+    ckpt, config, model = load_for_test(args)
     images = [read_image(path) for path in args.images]          # a file that is not an image fails here
-    if device == "gpu":
-        model.to("gpu")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     proposals = [propose(image, config.proposals, config.max_proposals) for image in images]

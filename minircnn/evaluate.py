@@ -13,14 +13,11 @@ import argparse
 import time
 from pathlib import Path
 
-from .cli import add_device_argument, add_test_arguments, add_threads_argument, apply_test_arguments, device_of, \
-    run_command
+from .cli import add_test_arguments, load_for_test, run_command
 from .data import VOCDataset, ensure_shapes_dataset
 from .data.proposals import proposals_for_split
 from .evaluation import format_table, score_both, score_detections, write_results
 from .inference import detect_images_both
-from .threads import set_blas_threads
-from .training.checkpoint import load_checkpoint
 
 
 def parse_args(argv=None):
@@ -32,8 +29,6 @@ def parse_args(argv=None):
                                                       "test split, 'test')")
     parser.add_argument("--out", default=None, help="folder for metrics.json and pr_curves.png (default: the "
                                                     "checkpoint's folder)")
-    add_device_argument(parser)
-    add_threads_argument(parser)
     add_test_arguments(parser)
     return parser.parse_args(argv)
 
@@ -41,11 +36,7 @@ def parse_args(argv=None):
 @run_command
 def main(argv=None):
     args = parse_args(argv)
-    device = device_of(args)
-    set_blas_threads(args.threads)
-    ckpt = load_checkpoint(args.checkpoint)
-    config, model = apply_test_arguments(args, ckpt)
-    model = model.to(device) if device == "gpu" else model
+    ckpt, config, model = load_for_test(args)
     root = args.data or config.data or ensure_shapes_dataset()
     dataset = VOCDataset(root, args.split or config.test_split)
     if tuple(dataset.class_names) != ckpt.class_names:

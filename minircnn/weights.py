@@ -1,7 +1,8 @@
 """ImageNet weights for the backbone: convert torchvision's or Caffe's VGG16 file into one checked ``.npz``.
 
 The paper starts every detector from an ImageNet classifier (Sec. 2.2). This command turns the two public releases
-of those weights (read and checked by :mod:`minircnn.models.imagenet_weights`) into the ``.npz`` that ``python -m minircnn.train --weights`` reads::
+of those weights (read and checked by :mod:`minircnn.models.imagenet_weights`) into the ``.npz`` that
+``python -m minircnn.train --weights`` reads::
 
     python -m minircnn.weights convert vgg16-397923af.pth vgg16_torchvision.npz --arch vgg16
     python -m minircnn.weights convert VGG16.v2.caffemodel vgg16_caffe.npz --arch vgg16

@@ -280,7 +280,8 @@ def test_caffemodel_path_works_for_any_backbone(tmp_path):
     src.write_bytes(caffemodel(params))
     got = imagenet_weights.convert(src, tmp_path / "w.npz", arch="tiny", spec=spec)
     np.testing.assert_array_equal(got["conv5.weight"], params["conv5.weight"])
-    with pytest.raises(imagenet_weights.WeightsError, match=r"missing 26: conv1_1\.weight .*; unexpected 10: conv1\.weight"):
+    with pytest.raises(imagenet_weights.WeightsError,
+                       match=r"missing 26: conv1_1\.weight .*; unexpected 10: conv1\.weight"):
         imagenet_weights.convert(src, tmp_path / "x.npz", spec=SPEC)
     assert not (tmp_path / "x.npz").exists()
 

@@ -9,8 +9,8 @@ Arrays in the file (all plain arrays: it loads with ``np.load(path)``, whose def
 ``iteration``            the same step count, at the top level for readers (int64)
 ``rng/seed``             the run's seed (int64). Every random draw of iteration i -- the images of the step, their
                          scales, the sampled RoIs, the dropout masks -- comes from a generator seeded with
-                         ``(seed, stream, i)`` (:mod:`minircnn.train`), so ``(seed, iteration)`` *is* the whole RNG
-                         state: resuming reproduces the uninterrupted run exactly.
+                         ``(seed, stream, i)`` (:mod:`minircnn.data.sampler`), so ``(seed, iteration)`` *is* the whole
+                         RNG state: resuming reproduces the uninterrupted run exactly.
 ``config``               the resolved :class:`~minircnn.training.config.TrainConfig` as JSON (a 0-d string array)
 ``model_config``         the architecture, JSON (:attr:`FastRCNN.config`)
 ``class_names``          the foreground class names (class k is ``class_names[k - 1]``)

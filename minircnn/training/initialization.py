@@ -2,21 +2,21 @@
 
 ``--weights`` names the source; each kind of file has one loader:
 
-==========================  ==========================================================================================
-source                      loader
-==========================  ==========================================================================================
-``pretrained``              the tiny classifier pretrained on the generated stand-in (:mod:`.pretrain`, made on first
-                            use), then :func:`from_classifier_file`
-a classifier ``.npz``       :func:`from_classifier_file`: the paper's three transformations
-                            (:func:`~minircnn.models.from_classifier`)
-ImageNet weights ``.npz``   :func:`from_imagenet_file`: converted by ``python -m minircnn.weights``; checksum and
-                            architecture checked, conv/fc6/fc7 loaded by name, fc8 replaced by the two new heads
-a checkpoint of ours        :func:`from_detector_file`: every parameter; the heads too when they fit this dataset's
-                            classes (stage-wise training, Table 6, trains bbox_pred on a classification-only
-                            detector)
-a plain parameters ``.npz`` :func:`from_parameters_file`: parameters loaded by name into a fresh detector
-``none``                    random initialisation (:func:`~minircnn.models.build_model`)
-==========================  ==========================================================================================
+============================  ========================================================================================
+source                        loader
+============================  ========================================================================================
+``pretrained``                the tiny classifier pretrained on the generated stand-in (:mod:`.pretrain`, made on first
+                              use), then :func:`from_classifier_file`
+a classifier ``.npz``         :func:`from_classifier_file`: the paper's three transformations
+                              (:func:`~minircnn.models.from_classifier`)
+ImageNet weights ``.npz``     :func:`from_imagenet_file`: converted by ``python -m minircnn.weights``; checksum and
+                              architecture checked, conv/fc6/fc7 loaded by name, fc8 replaced by the two new heads
+a checkpoint of ours          :func:`from_detector_file`: every parameter; the heads too when they fit this dataset's
+                              classes (stage-wise training, Table 6, trains bbox_pred on a classification-only
+                              detector)
+a plain parameters ``.npz``   :func:`from_parameters_file`: parameters loaded by name into a fresh detector
+``none``                      random initialisation (:func:`~minircnn.models.build_model`)
+============================  ========================================================================================
 
 Every loader raises ``ValueError`` naming the file when it does not fit the config's backbone.
 """

@@ -4,13 +4,14 @@ The run, stage by stage::
 
     dataset (VOC folder, or the built-in shapes set generated on first use)
       -> proposals per split (selective search, cached beside the dataset)
-      -> roidb + flipped copies + normalised regression targets (docs/reference.md §5)          prepare_data
+      -> roidb + flipped copies + normalised regression targets              prepare_data
+         (docs/reference.md §5)
       -> detector initialised from the pretrained classifier by the paper's
-         three transformations (Sec. 2.2), or resumed from the checkpoint          prepare_model
+         three transformations (Sec. 2.2), or resumed from the checkpoint    prepare_model
       -> SGD iterations: 2 images, 128 RoIs, multi-task loss, hand-written
-         backward, Caffe SGD (docs/reference.md §3, §6)                                         iterate
+         backward, Caffe SGD (docs/reference.md §3, §6)                      iterate
       -> checkpoint.npz, log.csv, loss.png; then evaluation on the test split
-         (metrics.json, pr_curves.png, detections.png)                             evaluate_run
+         (metrics.json, pr_curves.png, detections.png)                       evaluate_run
 
 Every random draw is a pure function of ``(seed, iteration)`` (:mod:`minircnn.training.minibatches`), so a resumed
 run ends with the same checkpoint as an uninterrupted one.

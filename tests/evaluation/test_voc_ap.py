@@ -132,8 +132,9 @@ def test_streams_generators():
 
 
 def test_matches_slow_devkit_loop_on_random_data():
-    """On random images (clustered boxes, tied scores, difficult boxes, duplicates), every class's AP equals a
-    detection-by-detection transcription of the devkit's loop (``eval_detection_voc_naive``)."""
+    """On random images (clustered boxes, tied scores, difficult boxes, duplicates, empty images), both metrics and
+    two IoU thresholds, every class's AP equals a detection-by-detection transcription of the devkit's loop
+    (``eval_detection_voc_naive``); a class nobody has (4) is NaN in both."""
     rng = np.random.default_rng(0)
     data = [[] for _ in range(6)]
     for _ in range(40):
@@ -148,9 +149,11 @@ def test_matches_slow_devkit_loop_on_random_data():
                                        gb, rng.integers(1, 4, g), rng.random(g) < 0.2)):
             field.append(value)
     for use_07 in (True, False):
-        ap = eval_detection_voc(*data, use_07_metric=use_07, num_classes=4)["ap"]
-        expected = eval_detection_voc_naive(*data, use_07_metric=use_07, num_classes=4)["ap"]
-        np.testing.assert_allclose(ap, expected, rtol=1e-12)
+        for thresh in (0.5, 0.7):
+            ap = eval_detection_voc(*data, iou_thresh=thresh, use_07_metric=use_07, num_classes=5)["ap"]
+            expected = eval_detection_voc_naive(*data, iou_thresh=thresh, use_07_metric=use_07, num_classes=5)["ap"]
+            assert np.isnan(expected[4]) and not np.isnan(expected[1:4]).any()
+            np.testing.assert_allclose(ap, expected, rtol=1e-12)
 
 
 # -------------------------------------------------------------------------------------------------- bad inputs

@@ -93,5 +93,6 @@ def test_weights_of_another_architecture_name_both(tmp_path):
     path = tmp_path / "vgg16_imagenet.npz"
     save_weights(path, {"conv1_1.weight": np.zeros((2, 3, 3, 3), np.float32)}, PREPROCESSING_PRESETS["caffe_vgg16"],
                  arch="vgg16", source="test")
-    with pytest.raises(ValueError, match="vgg16_imagenet.npz: a vgg16 ImageNet weights file, but the config's backbone is tiny"):
+    with pytest.raises(ValueError,
+                       match="vgg16_imagenet.npz: a vgg16 ImageNet weights file, but the config's backbone is tiny"):
         initialization.initial_model(get_preset("tiny").replace(weights=str(path)), 6)
