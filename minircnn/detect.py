@@ -1,6 +1,7 @@
 """Detect objects in your own images: ``python -m minircnn.detect --checkpoint CKPT IMAGE... [--out DIR]``.
 
-For each image: proposals by the checkpoint's method (selective search "fast" by default), then the test protocol
+For each image: proposals by the checkpoint's method (selective search "fast" by default; a detector trained with
+``--proposals rpn`` proposes with its own RPN), then the test protocol
 of :mod:`minircnn.inference.im_detect` (by default: score > 0.05, class-specific regression, NMS 0.3, at most 100;
 the same ``--protocol``, ``--test-scales``, ``--no-bbox-reg`` and ``--svd`` flags as ``evaluate``; ``--protocol
 paper`` treats the images given as the set). Detections scoring at least ``--show`` (0.5) are listed on stdout as
@@ -35,7 +36,8 @@ def main(argv=None):
     images = [read_image(path) for path in args.images]          # a file that is not an image fails here
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    proposals = [propose(image, config.proposals, config.max_proposals) for image in images]
+    proposals = [None if config.proposals == "rpn" else propose(image, config.proposals, config.max_proposals)
+                 for image in images]
     found = detect_images(model, images.__getitem__, proposals, ckpt.bbox_means, ckpt.bbox_stds, ckpt.preprocessing,
                           config, bbox_reg=not args.no_bbox_reg, progress=False)
     results = {}

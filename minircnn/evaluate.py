@@ -15,9 +15,8 @@ from pathlib import Path
 
 from .cli import add_test_arguments, load_for_test, run_command
 from .data import VOCDataset, ensure_shapes_dataset
-from .data.proposals import proposals_for_split
 from .evaluation import format_table, score_both, score_detections, write_results
-from .inference import detect_images_both
+from .inference import detect_images_both, proposal_seconds_per_image, proposals_for_test
 
 
 def parse_args(argv=None):
@@ -42,11 +41,13 @@ def main(argv=None):
     if tuple(dataset.class_names) != ckpt.class_names:
         raise ValueError(f"{root}: its classes {list(dataset.class_names)} differ from the checkpoint's "
                          f"{list(ckpt.class_names)}")
-    proposals = proposals_for_split(dataset, method=config.proposals, max_boxes=config.max_proposals)
+    proposals = proposals_for_test(dataset, config)
     start = time.perf_counter()
     settings = (False,) if args.no_bbox_reg else (True, False)
+    timing = {}
     found = detect_images_both(model, dataset.load_image, proposals, ckpt.bbox_means, ckpt.bbox_stds,
-                               ckpt.preprocessing, config, settings, desc=f"detecting on {dataset.split}")
+                               ckpt.preprocessing, config, settings, desc=f"detecting on {dataset.split}",
+                               timing=timing)
     seconds = time.perf_counter() - start
     if args.no_bbox_reg:
         metrics, curves = score_detections(dataset, *found[False], ckpt.class_names)
@@ -54,6 +55,8 @@ def main(argv=None):
         metrics, curves = score_both(dataset, found, ckpt.class_names)
     metrics.update(checkpoint=str(args.checkpoint), split=dataset.split, iteration=ckpt.iteration,
                    seconds_per_image=seconds / max(len(dataset), 1), protocol=config.protocol,
+                   proposals=config.proposals,
+                   proposal_seconds_per_image=proposal_seconds_per_image(dataset, config, timing),
                    test_scales=list(config.test_scales or (config.test_scale,)), test_max_size=config.test_max_size,
                    bbox_reg=not args.no_bbox_reg, svd=args.svd or {})
     out = Path(args.out) if args.out else Path(args.checkpoint).parent

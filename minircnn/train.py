@@ -76,7 +76,8 @@ def parse_args(argv=None):
     p.add_argument("--stepsize", type=int, help="multiply the learning rate by 0.1 every this many iterations"
                    + preset_default("stepsize"))
     p.add_argument("--proposals", metavar="METHOD|FILES",
-                   help="region proposals: ss-fast, ss-quality (selective search), dense (sliding windows), or "
+                   help="region proposals: ss-fast, ss-quality (selective search), dense (sliding windows), rpn (a "
+                        "Region Proposal Network trained with the detector on the same convs: Faster R-CNN), or "
                         "precomputed files: a path with {split} (e.g. selective_search_data/voc_2007_{split}.mat, the "
                         "original release's), or a folder of <prefix>_<split>.mat/.npz files"
                         + preset_default("proposals"))

@@ -3,6 +3,7 @@
 * ``xp``: runs a backend-generic test on NumPy and, when CuPy and a CUDA GPU are present, on CuPy (marked ``gpu``).
 * ``F``: the functional layers under test. By default ``minircnn.functional``; with ``--impl my_layers.py`` every
   contract function that file defines replaces the package's (exercise mode), the rest fall back.
+* ``exercise``: the same for the exercises beyond the layers (:data:`EXERCISES`, e.g. the RPN's ``anchor_targets``).
 """
 import importlib.util
 import pathlib
@@ -12,7 +13,11 @@ import numpy as np
 import pytest
 
 import minircnn.functional as _functional
+import minircnn.rpn as _rpn
 from minircnn.backend import gpu_available
+
+#: exercises beyond the layers: function name -> the package's version
+EXERCISES = {"anchor_targets": _rpn.anchor_targets}
 
 
 def pytest_addoption(parser):
@@ -36,8 +41,8 @@ def _load_impl(path):
     return module
 
 
-def _functional_namespace(impl_path):
-    names = {name: getattr(_functional, name) for name in _functional.__all__}
+def _functional_namespace(impl_path, names=None):
+    names = dict(names or {name: getattr(_functional, name) for name in _functional.__all__})
     overridden = []
     if impl_path:
         module = _load_impl(impl_path)
@@ -54,7 +59,8 @@ def pytest_report_header(config):
     impl = config.getoption("--impl")
     if impl:
         ns = _functional_namespace(impl)
-        used = ", ".join(ns.overridden) or "none of the contract functions"
+        used = ", ".join(ns.overridden + _functional_namespace(impl, EXERCISES).overridden) \
+            or "none of the contract functions"
         return f"exercise mode: {impl} provides {used}; everything else is minircnn.functional"
     return None
 
@@ -63,6 +69,12 @@ def pytest_report_header(config):
 def F(pytestconfig):
     """The layer functions under test (minircnn.functional, or the learner's file given with --impl)."""
     return _functional_namespace(pytestconfig.getoption("--impl"))
+
+
+@pytest.fixture(scope="session")
+def exercise(pytestconfig):
+    """The exercise functions beyond the layers (:data:`EXERCISES`): the package's, or the learner's (--impl)."""
+    return _functional_namespace(pytestconfig.getoption("--impl"), EXERCISES)
 
 
 @pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])

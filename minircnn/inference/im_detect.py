@@ -19,6 +19,10 @@ friends.
 
    In both, candidates whose box the regression shrank below one pixel are dropped.
 
+With a detector that has a Region Proposal Network (:mod:`minircnn.rpn`), step 1 is the network's own: pass
+``None`` as an image's proposals and the RPN proposes on the feature map of the same forward pass (single scale),
+which the detector's head then reuses (Faster R-CNN's shared convolutions).
+
 Still different from the original: we skip the DEDUP_BOXES hashing (duplicates are kept; NMS removes their
 duplicate detections) and run only the proposals (the original also ran the test ground-truth boxes through the
 net, then dropped them).
@@ -26,6 +30,7 @@ net, then dropped them).
 from __future__ import annotations
 
 import numbers
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,8 +39,9 @@ from tqdm import tqdm
 
 from ..backend import asnumpy
 from ..boxes import clip_boxes, decode
-from ..data import image_pyramid, pyramid_rois, unnormalize_deltas
+from ..data import image_pyramid, pyramid_rois, scaled_size, unnormalize_deltas
 from ..threads import cpu_count
+from ..models import softmax
 from .protocols import make_protocol
 
 
@@ -51,7 +57,8 @@ def im_detect(model, image, proposals, means, stds, preprocessing, scales, max_s
     Args:
         model: a :class:`~minircnn.models.FastRCNN`.
         image: (H, W, 3) uint8 RGB.
-        proposals: (P, 4) float boxes ``(x1, y1, x2, y2)`` in the image's pixels (clipped to it here).
+        proposals: (P, 4) float boxes ``(x1, y1, x2, y2)`` in the image's pixels (clipped to it here); None: the
+            model's RPN proposes them (one test scale).
         means, stds: (K+1, 4) target normalisation of the training roidb.
         preprocessing: the model's :class:`~minircnn.data.transforms.Preprocessing`.
         scales: the test shorter side (an int) or the pyramid's sides (a sequence, e.g. ``(480, 576, 688, 864,
@@ -65,18 +72,48 @@ def im_detect(model, image, proposals, means, stds, preprocessing, scales, max_s
         probs: (P, K+1) float32 softmax probabilities (``cls_prob``).
         boxes: (P, K+1, 4) float32 boxes in image pixels, clipped to the image; ``boxes[:, k]`` is class k's.
     """
+    return detect_proposals(model, image, proposals, means, stds, preprocessing, scales, max_size, bbox_reg,
+                            canonical_size)[:2]
+
+
+def detect_proposals(model, image, proposals, means, stds, preprocessing, scales, max_size, bbox_reg=True,
+                     canonical_size=224):
+    """:func:`im_detect`, also returning the proposals it used (the RPN's when ``proposals`` is None) and the
+    seconds spent making them (0 for given proposals).
+
+    Returns:
+        probs (P, K+1), boxes (P, K+1, 4), proposals (P, 4) float32 in image pixels, proposal seconds (float).
+    """
     k1 = model.num_classes
-    proposals = clip_boxes(np.asarray(proposals, dtype=np.float32).reshape(-1, 4), image.shape)
-    if len(proposals) == 0:
-        return np.zeros((0, k1), np.float32), np.zeros((0, k1, 4), np.float32)
     scales = (scales,) if isinstance(scales, numbers.Integral) else tuple(scales)
-    blob, factors = image_pyramid(image, scales, max_size, preprocessing)
-    probs, deltas = model.predict(blob, pyramid_rois(proposals, factors, canonical_size))
+    seconds = 0.0
+    if proposals is None:
+        if len(scales) != 1:
+            raise ValueError(f"RPN proposals are made at one test scale, got the pyramid {list(scales)}")
+        blob, factors = image_pyramid(image, scales, max_size, preprocessing)
+        features = model.features(blob, train=False)
+        tic = time.perf_counter()
+        size = scaled_size(image.shape[0], image.shape[1], factors[0])
+        _, _, found, _ = model.propose(features, [size], factors)
+        found = asnumpy(found[0])
+        seconds = time.perf_counter() - tic
+        proposals = clip_boxes(found / np.float32(factors[0]), image.shape).astype(np.float32)
+        if len(proposals) == 0:
+            return np.zeros((0, k1), np.float32), np.zeros((0, k1, 4), np.float32), proposals, seconds
+        rois = np.concatenate([np.zeros((len(found), 1), np.float32), found], axis=1)
+        scores, deltas = model.head_forward(features, model.xp.asarray(rois), train=False)
+        probs = softmax(scores)
+    else:
+        proposals = clip_boxes(np.asarray(proposals, dtype=np.float32).reshape(-1, 4), image.shape)
+        if len(proposals) == 0:
+            return np.zeros((0, k1), np.float32), np.zeros((0, k1, 4), np.float32), proposals, seconds
+        blob, factors = image_pyramid(image, scales, max_size, preprocessing)
+        probs, deltas = model.predict(blob, pyramid_rois(proposals, factors, canonical_size))
     probs = asnumpy(probs).astype(np.float32, copy=False)
     if not bbox_reg:
-        return probs, proposal_boxes(proposals, k1)
+        return probs, proposal_boxes(proposals, k1), proposals, seconds
     boxes = clip_boxes(decode(proposals, unnormalize_deltas(asnumpy(deltas), means, stds)), image.shape)
-    return probs, boxes.reshape(len(proposals), k1, 4).astype(np.float32, copy=False)
+    return probs, boxes.reshape(len(proposals), k1, 4).astype(np.float32, copy=False), proposals, seconds
 
 
 def proposal_boxes(proposals, num_classes):
@@ -117,8 +154,11 @@ def detect_images(model, load_image, proposals, means, stds, preprocessing, conf
 
 
 def detect_images_both(model, load_image, proposals, means, stds, preprocessing, config, bbox_reg=(True, False),
-                       progress=True, desc="detecting"):
+                       progress=True, desc="detecting", timing=None):
     """:func:`detect_images` with and without test-time box regression, from one pass of the network per image.
+
+    ``proposals[i]`` may be None: the model's RPN proposes for image i (:func:`detect_proposals`). With a dict
+    ``timing``, ``timing["proposal_seconds"]`` receives the total seconds the RPN spent proposing.
 
     Returns:
         dict ``{setting: (boxes, labels, scores)}`` for each setting of ``bbox_reg`` (True: regressed boxes; False:
@@ -128,20 +168,29 @@ def detect_images_both(model, load_image, proposals, means, stds, preprocessing,
                                  config.nms_thresh, config.max_per_image) for reg in bbox_reg}
 
     def network(i):
-        image = load_image(i)
-        probs, boxes = im_detect(model, image, proposals[i], means, stds, preprocessing,
-                                 config.test_scales or config.test_scale, config.test_max_size, any(bbox_reg))
-        return image.shape, probs, boxes
+        return detect_proposals(model, load_image(i), proposals[i], means, stds, preprocessing,
+                                config.test_scales or config.test_scale, config.test_max_size, any(bbox_reg))
 
     # the images go through the network in parallel threads (one per core, a few images ahead); the protocols
     # take them in order, so the detections are the same as one image at a time
-    for i, (shape, probs, boxes) in enumerate(tqdm(ordered_map(network, len(proposals)), total=len(proposals),
-                                                   desc=desc, unit="img", disable=not progress)):
+    seconds = 0.0
+    for probs, boxes, used, spent in tqdm(ordered_map(network, len(proposals)), total=len(proposals), desc=desc,
+                                          unit="img", disable=not progress):
+        seconds += spent
         for reg in bbox_reg:
-            own = boxes if reg else proposal_boxes(clip_boxes(np.asarray(proposals[i], np.float32).reshape(-1, 4),
-                                                              shape), model.num_classes)
-            chosen[reg].add(probs, own)
+            chosen[reg].add(probs, boxes if reg else proposal_boxes(used, model.num_classes))
+    if timing is not None:
+        timing["proposal_seconds"] = seconds
     return {reg: protocol.results() for reg, protocol in chosen.items()}
+
+
+def proposals_for_test(dataset, config, progress=True):
+    """The proposals of a split for testing with ``config``: ``[None] * len(dataset)`` for ``"rpn"`` (the detector
+    proposes), else the cached or computed ones of :func:`~minircnn.data.proposals.proposals_for_split`."""
+    if config.proposals == "rpn":
+        return [None] * len(dataset)
+    from ..data.proposals import proposals_for_split
+    return proposals_for_split(dataset, method=config.proposals, max_boxes=config.max_proposals, progress=progress)
 
 
 def ordered_map(function, n, ahead=4):
@@ -164,3 +213,19 @@ def detect_split(model, dataset, proposals, means, stds, preprocessing, config, 
     """:func:`detect_images` over every image of a dataset; returns the lists (boxes, labels, scores)."""
     return detect_images(model, dataset.load_image, proposals, means, stds, preprocessing, config, bbox_reg,
                          progress, desc=f"detecting on {dataset.split}")
+
+
+def proposal_seconds_per_image(dataset, config, timing, sample=5):
+    """Seconds a proposal method takes per image of ``dataset``: the RPN's measured during detection (``timing``
+    from :func:`~minircnn.inference.detect_images_both`); selective search or dense boxes timed on the first
+    ``sample`` images, one process (their cached boxes cost nothing now); None for precomputed files."""
+    if config.proposals == "rpn":
+        return timing["proposal_seconds"] / max(len(dataset), 1)
+    from ..data.proposals import METHODS, propose
+    if config.proposals not in METHODS or len(dataset) == 0:
+        return None
+    images = [dataset.load_image(i) for i in range(min(sample, len(dataset)))]
+    tic = time.perf_counter()
+    for i, image in enumerate(images):
+        propose(image, config.proposals, config.max_proposals, seed=i)
+    return (time.perf_counter() - tic) / len(images)

@@ -11,6 +11,10 @@ with r the spec's RoI grid (7 for VGG16 and the default tiny detector, 6 for Caf
 the fc widths of the spec (``spec.fc_widths``: 4096, 4096 for VGG16; 4096, 1024 for VGG_CNN_M_1024). After
 :func:`minircnn.inference.svd.compress`, fc6 and fc7 are each two layers (``fc6_L``, ``fc6_U``) with nothing between.
 
+A detector may also hold a Region Proposal Network on the same feature map (:meth:`FastRCNN.add_rpn`, the
+Faster R-CNN of :mod:`minircnn.rpn`): ``rpn_conv``, ``rpn_cls_score`` and ``rpn_bbox_pred`` after the heads. Its
+gradient and the RoI pool's meet at the feature map and add.
+
 Loss (paper Eq. 1): ``L = L_cls(p, u) + lambda [u >= 1] L_loc(t^u, v)``, lambda = 1 by default (the config's
 ``bbox_loss_weight``). The backward is written
 out below in the reverse order of the forward; the only place two gradients meet is fc7's output, which feeds both
@@ -112,17 +116,20 @@ class FastRCNN(Network):
         seed: seeds the initial weights and, separately, the dropout masks.
         dtype: parameter dtype (float32; float64 for gradient checks).
         init: False leaves every weight at zero, to be loaded from a file (no random draws, no memory touched).
+        rpn: None, or the RPN's settings ``{"scales": [...], "ratios": [...], "width": C'}`` (:meth:`add_rpn`).
 
     Attributes:
         backbone: :class:`~minircnn.nn.Sequential` of the convs, ReLUs and pools.
         roi_pool5, fc6, relu6, drop6, fc7, relu7, drop7, cls_score, bbox_pred: the head's layers.
+        rpn: the :class:`~minircnn.rpn.head.RPNHead`, or None (proposals come from outside).
         dropout_rng: the ``numpy.random.Generator`` of the dropout masks (its state belongs in a checkpoint).
 
     A checkpoint needs :meth:`state_dict`, :attr:`config` and ``dropout_rng.bit_generator.state`` (restore it by
     assigning it back: every dropout layer shares that one generator).
     """
 
-    def __init__(self, spec: BackboneSpec, num_classes: int, seed: int = 0, dtype=np.float32, init: bool = True):
+    def __init__(self, spec: BackboneSpec, num_classes: int, seed: int = 0, dtype=np.float32, init: bool = True,
+                 rpn: dict | None = None):
         if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
             raise ValueError(f"num_classes counts background too and must be an integer >= 2, got {num_classes!r}")
         num_classes = int(num_classes)
@@ -150,6 +157,35 @@ class FastRCNN(Network):
         self.set_dropout_rng(np.random.default_rng(dropout_seq))
         self._loss_grads = None
         self.svd_ranks = {}                       # {fc name: rank} once compressed (minircnn.inference.svd)
+        self.rpn, self.rpn_settings, self._rpn_grads = None, None, None
+        if rpn is not None:
+            self.add_rpn(seed=seed if init else None, dtype=dtype, **rpn)
+
+    def add_rpn(self, scales=None, ratios=None, width=None, seed=0, dtype=None):
+        """Give the detector a Region Proposal Network on its feature map (:mod:`minircnn.rpn`).
+
+        Args:
+            scales, ratios: the anchor shapes (default :data:`~minircnn.rpn.anchors.DEFAULT_SCALES`, ``..._RATIOS``).
+            width: channels of the RPN's 3x3 conv (default: the backbone's output channels).
+            seed: seeds the RPN's initial weights (a stream of its own: the detector's weights do not change);
+                None leaves them at zero, to be loaded.
+            dtype: parameter dtype (default: the detector's).
+        """
+        from ..rpn.anchors import DEFAULT_RATIOS, DEFAULT_SCALES, anchor_shapes
+        from ..rpn.head import RPNHead
+        if self.rpn is not None:
+            raise ValueError("the detector has an RPN already")
+        scales = tuple(float(v) for v in (scales or DEFAULT_SCALES))
+        ratios = tuple(float(v) for v in (ratios or DEFAULT_RATIOS))
+        width = int(width or self.spec.out_channels)
+        rng = None if seed is None else np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+        self.rpn = RPNHead(self.spec.out_channels, len(anchor_shapes(scales, ratios)), width,
+                           dtype or self.dtype, rng)
+        self.rpn_settings = {"scales": list(scales), "ratios": list(ratios), "width": width}
+        self.add_layers(self.rpn.layers)
+        if self.xp is not np:
+            self.to("gpu")
+        return self
 
     @property
     def config(self) -> dict:
@@ -162,12 +198,15 @@ class FastRCNN(Network):
         config = {"num_classes": self.num_classes, "spec": self.spec.with_overrides(frozen=frozen).to_dict()}
         if self.svd_ranks:
             config["svd"] = dict(self.svd_ranks)
+        if self.rpn is not None:
+            config["rpn"] = dict(self.rpn_settings)
         return config
 
     @classmethod
     def from_config(cls, config: dict, seed: int = 0, dtype=np.float32, init: bool = True) -> "FastRCNN":
         """Rebuild a model from its :attr:`config` (e.g. read back from a checkpoint)."""
-        model = cls(BackboneSpec.from_dict(config["spec"]), config["num_classes"], seed=seed, dtype=dtype, init=init)
+        model = cls(BackboneSpec.from_dict(config["spec"]), config["num_classes"], seed=seed, dtype=dtype, init=init,
+                    rpn=config.get("rpn"))
         if config.get("svd"):                     # the factored layers' shapes; their values come from the file
             from ..inference.svd import factor_layers
             factor_layers(model, config["svd"])
@@ -179,8 +218,10 @@ class FastRCNN(Network):
 
     def _plan_backward(self):
         """Set every layer's need_dx from the frozen flags (see :func:`~minircnn.nn.plan_backward`)."""
-        upstream = plan_backward(self.backbone.layers)
-        upstream = plan_backward(self.trunk, upstream)
+        features_need_grad = plan_backward(self.backbone.layers)
+        if self.rpn is not None:
+            self.rpn.plan_backward(features_need_grad)
+        upstream = plan_backward(self.trunk, features_need_grad)
         for head in self.heads:                  # siblings: each one's input is fc7's output, not the other head's
             head.need_dx = upstream
 
@@ -199,13 +240,17 @@ class FastRCNN(Network):
             scores: (R, K+1), class scores before the softmax.
             deltas: (R, 4(K+1)), box regression outputs, class-major.
         """
+        return self.head_forward(self.features(images, train=train), self.xp.asarray(rois), train=train)
+
+    def features(self, images, train: bool = True):
+        """The backbone's feature map (N, C, H/16, W/16) of an image blob (N, 3, H, W) (moved to the model's device
+        and dtype if needed). On the CPU a training forward runs each image through the convs in its own thread
+        (one slice per image, so the numbers do not depend on the number of cores)."""
         xp = self.xp
         images = xp.asarray(images, dtype=self.dtype)
         self._plan_backward()
-        # training on the CPU: each image of the blob goes through the convs in its own thread (Sequential.forward)
         slices = images.shape[0] if train and xp is np else 1
-        features = self.backbone.forward(images, train=train, slices=slices)
-        return self.head_forward(features, xp.asarray(rois), train=train)
+        return self.backbone.forward(images, train=train, slices=slices)
 
     def head_forward(self, features, rois, train: bool = True):
         """From the conv feature map (N, C, h, w) and the RoIs to (scores, deltas): RoI pool, fc6, fc7, heads.
@@ -218,6 +263,48 @@ class FastRCNN(Network):
         for layer in self.trunk[1:]:
             x = layer.forward(x, train=train)
         return self.cls_score.forward(x, train=train), self.bbox_pred.forward(x, train=train)
+
+    # ---------------------------------------------------------------------------------------------- the RPN
+    def anchors(self, feature_shape):
+        """Every anchor of an (h, w) feature map, (h*w*A, 4) float32 in blob pixels (:mod:`minircnn.rpn.anchors`)."""
+        from ..rpn.anchors import grid_anchors
+        return grid_anchors(feature_shape, self.backbone.stride, self.rpn_settings["scales"],
+                            self.rpn_settings["ratios"])
+
+    def propose(self, features, image_sizes, scales, settings=None, train=False):
+        """The RPN's proposals for each image of a feature map (N, C, h, w) (:mod:`minircnn.rpn.proposals`).
+
+        Args:
+            features: the backbone's output for the blob.
+            image_sizes: N ``(height, width)`` of the scaled images inside the blob.
+            scales: N scale factors (blob pixels per image pixel).
+            settings: :class:`~minircnn.rpn.proposals.ProposalSettings` (default: the test-time ones).
+            train: keep the head's caches for :meth:`rpn_loss` and :meth:`backward` (training).
+
+        Returns:
+            (rpn_scores (N, M, 2), rpn_deltas (N, M, 4), [boxes (P_b, 4) in blob pixels, ...], [objectness (P_b,),
+            ...]); the boxes and objectness on the model's device.
+        """
+        from ..rpn.head import RPNHead
+        from ..rpn.proposals import TEST_PROPOSALS, proposals_from_outputs
+        if self.rpn is None:
+            raise ValueError("this detector has no RPN: train it with --proposals rpn")
+        self._plan_backward()
+        scores, deltas = self.rpn.forward(features, train=train)
+        anchors = self.xp.asarray(self.anchors(features.shape[2:]))
+        found = [proposals_from_outputs(anchors, RPNHead.objectness(scores[b]), deltas[b], image_sizes[b], scales[b],
+                                        settings or TEST_PROPOSALS) for b in range(features.shape[0])]
+        return scores, deltas, [f[0] for f in found], [f[1] for f in found]
+
+    def rpn_loss(self, scores, deltas, labels, targets):
+        """:func:`~minircnn.rpn.head.rpn_loss` of the RPN's outputs (N, M, 2) and (N, M, 4) against the anchor
+        targets (N, M) and (N, M, 4); remembers its gradients for :meth:`backward`. Returns the loss terms."""
+        from ..rpn.head import rpn_loss
+        xp = self.xp
+        terms, dscores, ddeltas = rpn_loss(scores.reshape(-1, 2), deltas.reshape(-1, 4),
+                                           xp.asarray(labels).reshape(-1), xp.asarray(targets).reshape(-1, 4))
+        self._rpn_grads = (dscores.reshape(scores.shape), ddeltas.reshape(deltas.shape))
+        return terms
 
     def predict(self, images, rois):
         """Test-time outputs: class probabilities (R, K+1) (softmax, ``cls_prob``) and deltas (R, 4(K+1))."""
@@ -249,6 +336,9 @@ class FastRCNN(Network):
                 raise RuntimeError("backward() without gradients needs a loss() after the forward")
             (dscores, ddeltas), self._loss_grads = self._loss_grads, None
         dfeatures = self.head_backward(dscores, ddeltas)
+        if self._rpn_grads is not None:           # the RPN read the same feature map: the gradients add
+            (drpn_scores, drpn_deltas), self._rpn_grads = self._rpn_grads, None
+            dfeatures = _add(dfeatures, self.rpn.backward(drpn_scores, drpn_deltas))
         self.backbone.backward(dfeatures)
 
     def head_backward(self, dscores, ddeltas):
@@ -259,7 +349,7 @@ class FastRCNN(Network):
         return self.roi_pool5.backward(d)         # each cell's gradient goes to the input its bin picked (Eq. 4)
 
 
-def build_model(name: str, num_classes: int, seed: int = 0, dtype=np.float32, init: bool = True,
+def build_model(name: str, num_classes: int, seed: int = 0, dtype=np.float32, init: bool = True, rpn=None,
                 **overrides) -> FastRCNN:
     """A Fast R-CNN detector with a registered backbone.
 
@@ -269,7 +359,9 @@ def build_model(name: str, num_classes: int, seed: int = 0, dtype=np.float32, in
         seed: initialisation and dropout seed.
         dtype: parameter dtype.
         init: False: all-zero weights, to be loaded (cheap even for VGG16's 138M parameters).
+        rpn: None, or the settings of a Region Proposal Network to add (``{}`` for the defaults; see
+            :meth:`FastRCNN.add_rpn`).
         **overrides: backbone settings, e.g. ``channels=(8, 16, 32, 64, 64)``, ``roi_size=5``, ``fc_width=256``,
             ``frozen=("conv1",)``, ``dropout=0.25`` (see :class:`~minircnn.models.backbones.BackboneSpec`).
     """
-    return FastRCNN(get_spec(name, **overrides), num_classes, seed=seed, dtype=dtype, init=init)
+    return FastRCNN(get_spec(name, **overrides), num_classes, seed=seed, dtype=dtype, init=init, rpn=rpn)

@@ -173,14 +173,18 @@ class Network:
     """
 
     def __init__(self, layers):
-        self.layers = list(layers)
-        self._by_name = {}
-        for layer in self.layers:
+        self.layers, self._by_name = [], {}
+        self.add_layers(layers)
+
+    def add_layers(self, layers) -> None:
+        """Append layers to the network (after the existing ones in forward order); names must stay unique."""
+        for layer in layers:
             if not isinstance(layer, Module):
                 raise TypeError(f"expected Module instances, got {type(layer).__name__}")
             if layer.name in self._by_name:
                 raise ValueError(f"two layers are named {layer.name!r}")
             self._by_name[layer.name] = layer
+            self.layers.append(layer)
 
     def __getitem__(self, name: str) -> Module:
         """The layer called ``name`` (``model["conv3_1"]``)."""

@@ -57,8 +57,8 @@ class TrainConfig:
             with ``test_max_size`` 2000 (docs/reference.md §4 ``multiscale.yml``); each RoI is pooled from the level
             where its area is closest to 224² (docs/reference.md §8). Empty (the default): one scale, ``test_scale``.
         flip: train on the dataset plus its mirrored copies (docs/reference.md §5).
-        proposals: ``"ss-fast"``, ``"ss-quality"`` (selective search), ``"dense"`` (sliding windows), or
-            precomputed files: ``"selective_search_data/voc_2007_{split}.mat"`` (the original release's), a folder
+        proposals: ``"ss-fast"``, ``"ss-quality"`` (selective search), ``"dense"`` (sliding windows), ``"rpn"`` (a
+            Region Proposal Network trained with the detector, :mod:`minircnn.rpn`), or precomputed files: ``"selective_search_data/voc_2007_{split}.mat"`` (the original release's), a folder
             holding ``*_<split>.mat``/``.npz`` files, or one file (:mod:`minircnn.data.proposal_files`).
         max_proposals: at most this many selective-search boxes per image.
         score_thresh, nms_thresh, max_per_image: the test protocol (:mod:`minircnn.evaluate`).
@@ -145,9 +145,12 @@ class TrainConfig:
             raise ValueError(f"blas_threads must be >= 0 (0: one per core), got {self.blas_threads}")
         self.sampler                       # checks ims_per_batch, batch_size and fg_fraction
         from ..data.proposal_files import is_proposal_file
-        if self.proposals not in ("ss-fast", "ss-quality", "dense") and not is_proposal_file(self.proposals):
-            raise ValueError(f"proposals must be ss-fast, ss-quality, dense or proposal files (a path with {{split}}, "
-                             f"a folder, or a .mat/.npz file), got {self.proposals!r}")
+        if self.proposals not in ("ss-fast", "ss-quality", "dense", "rpn") and not is_proposal_file(self.proposals):
+            raise ValueError(f"proposals must be ss-fast, ss-quality, dense, rpn or proposal files (a path with "
+                             f"{{split}}, a folder, or a .mat/.npz file), got {self.proposals!r}")
+        if self.proposals == "rpn" and self.test_scales:
+            raise ValueError("proposals='rpn' proposes at one test scale; test_scales (an image pyramid) needs "
+                             "proposals of another method")
         if self.weights == "pretrained" and self.backbone != "tiny":
             raise ValueError("weights='pretrained' exists for the tiny backbone only; give an .npz path or 'none'")
 

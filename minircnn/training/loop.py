@@ -13,6 +13,10 @@ The run, stage by stage::
       -> checkpoint.npz, log.csv, loss.png; then evaluation on the test split
          (metrics.json, pr_curves.png, detections.png)                       evaluate_run
 
+With ``proposals="rpn"`` the detector learns its own proposals: a Region Proposal Network on the same feature map
+is trained with it in one run (approximate joint training, :mod:`minircnn.rpn.joint`); the roidb then holds the
+ground truth only, and evaluation uses the RPN's proposals.
+
 Every random draw is a pure function of ``(seed, iteration)`` (:mod:`minircnn.training.minibatches`), so a resumed
 run ends with the same checkpoint as an uninterrupted one.
 """
@@ -35,7 +39,7 @@ from ..functional import NonFiniteError
 from ..threads import set_blas_threads
 from .checkpoint import load_checkpoint, save_checkpoint
 from .initialization import apply_frozen, initial_model
-from .log import LOG_FIELDS, log_row, read_log, running_means, save_loss_plot
+from .log import log_fields, log_row, read_log, running_means, save_loss_plot
 from .minibatches import ImageCache, build_training_roidb, training_minibatch
 from .optim import SGD
 from .pretrain import start_in_background
@@ -62,10 +66,17 @@ def dataset_root(config, progress: bool = True) -> Path:
 def prepare_data(config, pretraining_too=False, test_split_too=False, progress=True) -> TrainingData:
     """Proposals and the training roidb. With ``pretraining_too`` (a first run), the pretrained classifier is made
     in another process meanwhile (:func:`~minircnn.training.pretrain.start_in_background`); with ``test_split_too``
-    the test split's proposals are computed (and cached) too."""
+    the test split's proposals are computed (and cached) too. With RPN proposals the roidb holds the ground truth
+    only and the target statistics are fixed (:mod:`minircnn.rpn.joint`)."""
     root = dataset_root(config, progress)
     dataset = VOCDataset(root, config.train_split)
     pretraining = start_in_background(progress) if pretraining_too else None
+    if config.proposals == "rpn":
+        from ..rpn.joint import target_statistics
+        roidb, _, _ = build_training_roidb(dataset, [np.zeros((0, 4), np.float32)] * len(dataset), config)
+        if pretraining is not None:
+            pretraining.join()
+        return TrainingData(root, dataset, roidb, *target_statistics(dataset.num_classes))
     proposals = proposals_for_split(dataset, method=config.proposals, max_boxes=config.max_proposals,
                                     progress=progress)
     if pretraining is not None and test_split_too:
@@ -87,6 +98,8 @@ def prepare_model(config, data, ckpt=None, progress=True):
         model, preprocessing, start = ckpt.model, ckpt.preprocessing, ckpt.iteration
     else:
         model, preprocessing = initial_model(config, data.dataset.num_classes, progress)
+        if config.proposals == "rpn" and model.rpn is None:
+            model.add_rpn(seed=config.seed)
         if config.frozen is not None:
             apply_frozen(model, config.frozen)
         start = 0
@@ -166,9 +179,24 @@ def iterate(model, solver, config, data, preprocessing, start, rows, log_path, c
         resumed: ``ckpt_path`` holds this run's checkpoint already (for the message if training diverges).
     """
     load_image = ImageCache(data.dataset)
+    num_classes = data.dataset.num_classes
+    if config.proposals == "rpn":
+        from ..rpn.joint import joint_minibatch, joint_step
 
-    def batch_of(i):
-        return training_minibatch(i, data.roidb, load_image, data.dataset.num_classes, preprocessing, config)
+        def batch_of(i):
+            return joint_minibatch(i, data.roidb, load_image, preprocessing, config.sampler, config.seed,
+                                   lambda size: model.anchors(model.feature_map_size(*size)))
+
+        def losses(batch, i):
+            return joint_step(model, batch, i, config, num_classes)
+    else:
+        def batch_of(i):
+            return training_minibatch(i, data.roidb, load_image, num_classes, preprocessing, config)
+
+        def losses(batch, i):
+            scores, deltas = model.forward(batch.blob, batch.rois)
+            return model.loss(scores, deltas, batch.labels, batch.bbox_targets, batch.bbox_weights,
+                              bbox_loss_weight=config.bbox_loss_weight)
 
     saved = resumed
 
@@ -185,7 +213,7 @@ def iterate(model, solver, config, data, preprocessing, start, rows, log_path, c
         upcoming = prefetch.submit(batch_of, start) if start < config.iters else None
         bar = tqdm(range(start, config.iters), desc="training", initial=start, total=config.iters,
                    disable=not progress)
-        writer = csv.DictWriter(log, LOG_FIELDS)
+        writer = csv.DictWriter(log, log_fields(config.proposals == "rpn"))
         writer.writeheader()
         writer.writerows(rows)
         tic = time.perf_counter()
@@ -194,9 +222,7 @@ def iterate(model, solver, config, data, preprocessing, start, rows, log_path, c
             upcoming = prefetch.submit(batch_of, i + 1) if i + 1 < config.iters else None
             model.set_dropout_rng(step_rng(config.seed, DROPOUT, i))
             try:
-                scores, deltas = model.forward(batch.blob, batch.rois)
-                terms = model.loss(scores, deltas, batch.labels, batch.bbox_targets, batch.bbox_weights,
-                                   bbox_loss_weight=config.bbox_loss_weight)
+                terms = losses(batch, i)
             except NonFiniteError as e:      # the layers refuse non-finite inputs: the weights have overflowed
                 bar.close()
                 raise diverged(i + 1, "the loss became nan", e) from None
@@ -224,17 +250,18 @@ def evaluate_run(model, config, root, means, stds, preprocessing, class_names, o
     """Detect on the config's test split, score, write ``metrics.json``, ``pr_curves.png`` and
     ``detections.png`` into ``out``, print the table; returns the metrics."""
     from ..evaluation import format_table, score_both, write_results
-    from ..inference import detect_images_both
+    from ..inference import detect_images_both, proposal_seconds_per_image, proposals_for_test
     from ..visualize import save_ground_truth_and_detections
     test_set = VOCDataset(root, config.test_split)
-    proposals = proposals_for_split(test_set, method=config.proposals, max_boxes=config.max_proposals,
-                                    progress=progress)
+    proposals = proposals_for_test(test_set, config, progress)
     tic = time.perf_counter()
+    timing = {}
     found = detect_images_both(model, test_set.load_image, proposals, means, stds, preprocessing, config,
-                               progress=progress, desc=f"detecting on {test_set.split}")
+                               progress=progress, desc=f"detecting on {test_set.split}", timing=timing)
     seconds = time.perf_counter() - tic
     metrics, curves = score_both(test_set, found, class_names)
-    metrics.update(split=config.test_split, iteration=config.iters, seconds_per_image=seconds / max(len(test_set), 1))
+    metrics.update(split=config.test_split, iteration=config.iters, seconds_per_image=seconds / max(len(test_set), 1),
+                   proposal_seconds_per_image=proposal_seconds_per_image(test_set, config, timing))
     write_results(out, metrics, curves, class_names)
     save_ground_truth_and_detections(test_set, found[True], class_names, out / "detections.png")
     print(format_table(metrics))

@@ -289,3 +289,54 @@ def test_gpu_model_equals_cpu_model(cupy):
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
     for name, g in results[0][3].items():
         np.testing.assert_allclose(g, results[1][3][name], rtol=1e-9, atol=1e-12)
+
+
+def test_whole_model_with_an_rpn_gradient_check():
+    """A detector with an RPN (Faster R-CNN, approximate joint training): the RPN's loss and the detector's both
+    reach the convs, and their gradients add at the feature map. Every parameter, RPN and backbone included, gets
+    the numerical derivative of the summed loss (float64)."""
+    rng = np.random.default_rng(5)
+    model = narrow_model(seed=6, rpn={"scales": (16, 32), "ratios": (1.0,), "width": 4})
+    for layer in model.rpn.layers:     # weights of order 1 (not the 0.01 of the init): gradients far above round-off
+        for key, value in layer.params.items():
+            value[...] = rng.standard_normal(value.shape) * (0.5 if key == "weight" else 0.1)
+    images = rng.standard_normal((2, 3, 48, 64))
+    rois, labels, targets, weights = batch(rng)
+    m = 3 * 4 * 2                                              # a 3x4 feature map, 2 anchors per cell
+    anchor_labels = rng.choice([-1, 0, 1], size=(2, m))
+    anchor_targets = rng.uniform(-0.8, 0.8, (2, m, 4))
+
+    def loss():
+        model.set_dropout_rng(np.random.default_rng(11))
+        features = model.features(images, train=True)
+        rpn_scores, rpn_deltas, _, _ = model.propose(features, [(48, 64)] * 2, [1.0, 1.0], train=True)
+        rpn_terms = model.rpn_loss(rpn_scores, rpn_deltas, anchor_labels, anchor_targets)
+        scores, deltas = model.head_forward(features, rois, train=True)
+        return model.loss(scores, deltas, labels, targets, weights).total + rpn_terms.total
+
+    loss()
+    model.backward()
+    assert {"rpn_conv.weight", "rpn_cls_score.bias", "rpn_bbox_pred.weight"} <= set(model.gradients())
+    check_all_gradients(model, loss)
+
+
+def test_an_rpn_goes_into_the_config_and_comes_back():
+    model = build_model("tiny", NUM_CLASSES, rpn={}, **NARROW)
+    assert model.config["rpn"] == {"scales": [16.0, 32.0, 64.0, 128.0], "ratios": [0.5, 1.0, 2.0], "width": 3}
+    copy = FastRCNN.from_config(model.config, init=False)
+    copy.load_state_dict(model.state_dict())
+    assert copy.rpn is not None and copy.rpn.num_anchors == 12
+    assert "rpn_conv.weight" in model.state_dict()
+    plain = build_model("tiny", NUM_CLASSES, **NARROW)
+    assert "rpn" not in plain.config and plain.rpn is None
+    with pytest.raises(ValueError, match="no RPN"):
+        plain.propose(np.zeros((1, 3, 2, 2)), [(32, 32)], [1.0])
+
+
+def test_adding_an_rpn_leaves_the_detector_s_own_weights_alone():
+    """The RPN's initial weights come from a stream of their own: the same seed gives the same detector with or
+    without one."""
+    with_rpn = build_model("tiny", NUM_CLASSES, seed=2, rpn={}, **NARROW).state_dict()
+    without = build_model("tiny", NUM_CLASSES, seed=2, **NARROW).state_dict()
+    for name, value in without.items():
+        np.testing.assert_array_equal(with_rpn[name], value, err_msg=name)
