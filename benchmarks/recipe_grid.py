@@ -14,6 +14,7 @@ Usage::
     python benchmarks/recipe_grid.py --only old default           # some of them
     python benchmarks/recipe_grid.py --data data/photos --only old default   # on a VOC-format folder
     python benchmarks/recipe_grid.py --seeds 3 4 5 --only default  # the spread over seeds
+    python benchmarks/recipe_grid.py --seeds 3 4 5 --only default rpn   # selective search against the RPN
 
 Results are in ``benchmarks/RESULTS.md`` ("The default recipe").
 """
@@ -44,6 +45,8 @@ CANDIDATES = {
     "scale416_1200": dict(scales=(416,), max_size=693, test_scale=416, test_max_size=693, iters=1200,
                           stepsize=900),
     "default": {},
+    # Faster R-CNN: the RPN learns the proposals on the shared feature map (issue 17, benchmarks/bench_rpn.py)
+    "rpn": dict(proposals="rpn"),
 }
 
 

@@ -27,19 +27,13 @@
 # %%
 import inspect
 import os
-import subprocess
-import sys
-import tempfile
-import textwrap
-import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-import minircnn
 import minircnn.functional as F
 from minircnn.functional import naive
+from minircnn.lab.exercises import run_exercise_tests, tests_available
 from minircnn.lab.timing import best_time
 from minircnn.gradcheck import (GRAD_RTOL, STEP, check_backward, check_loss_gradient, numerical_gradient, rel_error,
                                 tie_free)
@@ -311,7 +305,6 @@ plt.show()
 # `rejects` tests check input validation, which we skip here.)
 
 # %%
-repo = Path(minircnn.__file__).resolve().parents[1]
 buggy = """
     import numpy as np
 
@@ -324,23 +317,11 @@ buggy = """
 fixed = buggy.replace("return dy                      # bug: the gradient must be blocked where x <= 0",
                       "return dy * mask")
 
-
-def run_layer_tests(source):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "my_layers.py"
-        path.write_text(textwrap.dedent(source))
-        result = subprocess.run([sys.executable, "-m", "pytest", "tests/functional", "--impl", str(path),
-                                 "-k", "relu and not rejects", "-p", "no:cacheprovider"],
-                                cwd=repo, capture_output=True, text=True)
-    lines = result.stdout.splitlines()
-    print("\n".join([line for line in lines if "provides" in line or line.startswith("FAILED")] + lines[-1:]))
-
-
-if (repo / "tests" / "functional").is_dir():
+if tests_available("tests/functional"):
     print("--- buggy relu_backward ---")
-    run_layer_tests(buggy)
+    run_exercise_tests(buggy, "tests/functional", "-k", "relu and not rejects", name="my_layers.py")
     print("--- fixed ---")
-    run_layer_tests(fixed)
+    run_exercise_tests(fixed, "tests/functional", "-k", "relu and not rejects", name="my_layers.py")
 else:
     print("The tests are not next to this installation of minircnn; run this from a source checkout.")
 

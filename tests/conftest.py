@@ -7,6 +7,7 @@
 """
 import importlib.util
 import pathlib
+import sys
 import types
 
 import numpy as np
@@ -37,6 +38,7 @@ def _load_impl(path):
         raise pytest.UsageError(f"--impl: no such file {path}")
     spec = importlib.util.spec_from_file_location("learner_impl", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module     # registered first, so that a dataclass in the learner's file works
     spec.loader.exec_module(module)
     return module
 
@@ -61,7 +63,7 @@ def pytest_report_header(config):
         ns = _functional_namespace(impl)
         used = ", ".join(ns.overridden + _functional_namespace(impl, EXERCISES).overridden) \
             or "none of the contract functions"
-        return f"exercise mode: {impl} provides {used}; everything else is minircnn.functional"
+        return f"exercise mode: {impl} provides {used}; everything else is the package's"
     return None
 
 

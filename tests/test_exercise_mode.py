@@ -44,3 +44,25 @@ def test_a_correct_implementation_passes(tmp_path):
         """, "test_activations.py", tmp_path, "-k", "relu and not rejects")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "provides relu_forward, relu_backward" in result.stdout
+
+
+def test_the_anchor_target_exercise_is_checked(tmp_path):
+    """The anchor-target exercise (exercises/anchor_targets.py): the skeleton as shipped fails the hand-worked
+    cases; a version that forgot the border rule fails exactly the border test; the run's header names the
+    learner's function."""
+    test_file = ROOT / "tests" / "rpn" / "test_anchor_targets.py"
+    skeleton = ROOT / "exercises" / "anchor_targets.py"
+    run = subprocess.run([sys.executable, "-m", "pytest", str(test_file), "--impl", str(skeleton),
+                          "-p", "no:cacheprovider"], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 1 and "NotImplementedError" in run.stdout, run.stdout + run.stderr
+    assert "provides anchor_targets" in run.stdout
+
+    package = (ROOT / "minircnn" / "rpn" / "targets.py").read_text().replace("from ..boxes", "from minircnn.boxes")
+    no_border = package.replace("inside = np.flatnonzero(inside_image(anchors, image_size))", "inside = np.arange(m)")
+    assert no_border != package
+    path = tmp_path / "my_rpn.py"
+    path.write_text(no_border)
+    run = subprocess.run([sys.executable, "-m", "pytest", str(test_file), "--impl", str(path),
+                          "-p", "no:cacheprovider"], capture_output=True, text=True, cwd=ROOT)
+    failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "test_anchors_crossing_the_border_are_ignored" in failed[0], run.stdout

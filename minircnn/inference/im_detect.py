@@ -86,34 +86,50 @@ def detect_proposals(model, image, proposals, means, stds, preprocessing, scales
     """
     k1 = model.num_classes
     scales = (scales,) if isinstance(scales, numbers.Integral) else tuple(scales)
-    seconds = 0.0
-    if proposals is None:
-        if len(scales) != 1:
-            raise ValueError(f"RPN proposals are made at one test scale, got the pyramid {list(scales)}")
-        blob, factors = image_pyramid(image, scales, max_size, preprocessing)
+    if proposals is None and len(scales) != 1:
+        raise ValueError(f"RPN proposals are made at one test scale, got the pyramid {list(scales)}")
+    blob, factors = image_pyramid(image, scales, max_size, preprocessing)
+    seconds, features = 0.0, None
+    if proposals is None:                     # Faster R-CNN: the RPN proposes on the features the head then pools
         features = model.features(blob, train=False)
         tic = time.perf_counter()
-        size = scaled_size(image.shape[0], image.shape[1], factors[0])
-        _, _, found, _ = model.propose(features, [size], factors)
-        found = asnumpy(found[0])
+        proposals, _ = rpn_proposals(model, features, image.shape, factors[0])
         seconds = time.perf_counter() - tic
-        proposals = clip_boxes(found / np.float32(factors[0]), image.shape).astype(np.float32)
-        if len(proposals) == 0:
-            return np.zeros((0, k1), np.float32), np.zeros((0, k1, 4), np.float32), proposals, seconds
-        rois = np.concatenate([np.zeros((len(found), 1), np.float32), found], axis=1)
+    else:
+        proposals = clip_boxes(np.asarray(proposals, dtype=np.float32).reshape(-1, 4), image.shape)
+    if len(proposals) == 0:
+        return np.zeros((0, k1), np.float32), np.zeros((0, k1, 4), np.float32), proposals, seconds
+    rois = pyramid_rois(proposals, factors, canonical_size)
+    if features is not None:
         scores, deltas = model.head_forward(features, model.xp.asarray(rois), train=False)
         probs = softmax(scores)
     else:
-        proposals = clip_boxes(np.asarray(proposals, dtype=np.float32).reshape(-1, 4), image.shape)
-        if len(proposals) == 0:
-            return np.zeros((0, k1), np.float32), np.zeros((0, k1, 4), np.float32), proposals, seconds
-        blob, factors = image_pyramid(image, scales, max_size, preprocessing)
-        probs, deltas = model.predict(blob, pyramid_rois(proposals, factors, canonical_size))
+        probs, deltas = model.predict(blob, rois)
     probs = asnumpy(probs).astype(np.float32, copy=False)
     if not bbox_reg:
         return probs, proposal_boxes(proposals, k1), proposals, seconds
     boxes = clip_boxes(decode(proposals, unnormalize_deltas(asnumpy(deltas), means, stds)), image.shape)
     return probs, boxes.reshape(len(proposals), k1, 4).astype(np.float32, copy=False), proposals, seconds
+
+
+def rpn_proposals(model, features, image_shape, factor, settings=None):
+    """One image's proposals by the detector's RPN, from the feature map of its scaled image.
+
+    Args:
+        model: a :class:`~minircnn.models.FastRCNN` with an RPN (:meth:`~minircnn.models.FastRCNN.add_rpn`).
+        features: (1, C, h, w) the backbone's output for the image's blob (:meth:`~minircnn.models.FastRCNN.features`).
+        image_shape: ``(H, W, ...)`` of the original image.
+        factor: the blob's scale factor (blob pixels per image pixel, from :func:`~minircnn.data.image_pyramid`).
+        settings: :class:`~minircnn.rpn.ProposalSettings` (default: the test-time ones, 6000 before NMS, 300 after).
+
+    Returns:
+        boxes: (P, 4) float32 ``(x1, y1, x2, y2)`` in the image's pixels, clipped to it, best first.
+        scores: (P,) float32 their objectness.
+    """
+    size = scaled_size(image_shape[0], image_shape[1], factor)
+    _, _, found, objectness = model.propose(features, [size], [factor], settings)
+    boxes = clip_boxes(asnumpy(found[0]) / np.float32(factor), image_shape).astype(np.float32)
+    return boxes, asnumpy(objectness[0]).astype(np.float32)
 
 
 def proposal_boxes(proposals, num_classes):

@@ -136,15 +136,14 @@ def test_split_of(run: Run, progress: bool = False):
 
     Returns:
         (dataset, proposals): the test :class:`~minircnn.data.VOCDataset` and a list of (n_i, 4) float32 boxes per
-        image.
+        image (``None`` per image for a run trained with ``proposals="rpn"``: its RPN proposes at test time).
     """
     from ..data import VOCDataset
-    from ..data.proposals import proposals_for_split
+    from ..inference import proposals_for_test
     from ..training.loop import dataset_root
     config = run.config
     dataset = VOCDataset(dataset_root(config), config.test_split)
-    return dataset, proposals_for_split(dataset, method=config.proposals, max_boxes=config.max_proposals,
-                                        progress=progress)
+    return dataset, proposals_for_test(dataset, config, progress)
 
 
 def detect_test_split(run: Run, bbox_reg: bool = True, progress: bool = False):
@@ -193,6 +192,98 @@ def map_spread(dataset, boxes, labels, scores, samples: int = 200, seed: int = 0
                                     [notes[i].difficult for i in pick], num_classes=dataset.num_classes)
         maps.append(result["map"])
     return float(np.nanstd(maps))
+
+
+def paired_map_difference(dataset, first, second, samples: int = 200, seed: int = 0) -> dict:
+    """How two detectors' VOC07 mAPs differ on the same test images: a paired bootstrap over the images, with the
+    spread over training seeds.
+
+    Each side may hold several runs of the same recipe (different ``--seed``); the statistic is the mean mAP of the
+    first side's runs minus the mean of the second's. Every resample draws the test images once (with replacement)
+    and scores *both* sides on that same draw, so an image that is hard for both cancels out.
+
+    The rule (:func:`difference_verdict`): the sides differ when the 95% interval of the resampled difference
+    excludes zero *and* the difference exceeds twice the seed-to-seed standard deviation of a single run's mAP
+    (when a side has at least two runs).
+
+    Args:
+        dataset: the test split (:class:`~minircnn.data.VOCDataset`), for its ground truth.
+        first, second: lists of detections ``(boxes, labels, scores)`` (one entry per image each), one item per run.
+        samples: number of resamples.
+        seed: seed of the resampling.
+
+    Returns:
+        dict: ``difference`` (on the test split itself), ``low``, ``high`` (2.5 and 97.5 percentiles of the
+        resampled difference), ``first`` and ``second`` (each run's mAP), ``seed_sd`` (the pooled standard deviation
+        of a run's mAP over seeds, None with one run per side).
+    """
+    import numpy as np
+
+    from ..evaluation import eval_detection_voc
+    notes = [dataset.annotation(i) for i in range(len(dataset))]
+
+    def voc_map(found, pick):
+        boxes, labels, scores = found
+        return eval_detection_voc([boxes[i] for i in pick], [labels[i] for i in pick], [scores[i] for i in pick],
+                                  [notes[i].boxes for i in pick], [notes[i].labels for i in pick],
+                                  [notes[i].difficult for i in pick], num_classes=dataset.num_classes)["map"]
+
+    def difference(pick):
+        return np.mean([voc_map(f, pick) for f in first]) - np.mean([voc_map(f, pick) for f in second])
+
+    everything = np.arange(len(notes))
+    maps = {"first": [voc_map(f, everything) for f in first], "second": [voc_map(f, everything) for f in second]}
+    rng = np.random.default_rng(seed)
+    resampled = [difference(rng.integers(0, len(notes), len(notes))) for _ in range(samples)]
+    deviations = [np.asarray(m) - np.mean(m) for m in maps.values() if len(m) > 1]
+    dof = sum(len(d) - 1 for d in deviations)
+    seed_sd = float(np.sqrt(sum(float(d @ d) for d in deviations) / dof)) if dof else None
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    return {"difference": float(np.mean(maps["first"]) - np.mean(maps["second"])), "low": float(low),
+            "high": float(high), "first": [float(m) for m in maps["first"]],
+            "second": [float(m) for m in maps["second"]], "seed_sd": seed_sd}
+
+
+def difference_verdict(result: dict, first: str, second: str) -> str:
+    """One sentence from :func:`paired_map_difference`'s numbers, by its stated rule."""
+    d, low, high, sd = result["difference"], result["low"], result["high"], result["seed_sd"]
+    spread = "" if sd is None else f", seed-to-seed sd {sd:.3f}"
+    numbers = f"(difference {d:+.3f}, 95% interval over test images [{low:+.3f}, {high:+.3f}]{spread})"
+    if low <= 0 <= high or (sd is not None and abs(d) <= 2 * sd):
+        return f"{first} and {second} do not differ beyond noise {numbers}."
+    return f"{first} is {'better' if d > 0 else 'worse'} than {second} {numbers}."
+
+
+def split_rpn_proposals(ckpt, dataset, settings=None, progress: bool = True):
+    """The RPN proposals of a checkpoint trained with ``--proposals rpn`` on every image of a split, at its test
+    scale, with the seconds each image's proposal stage took (the head, decoding, NMS; not the shared convs).
+
+    Args:
+        ckpt: a :class:`~minircnn.training.checkpoint.Checkpoint` whose model has an RPN.
+        dataset: a :class:`~minircnn.data.VOCDataset`.
+        settings: :class:`~minircnn.rpn.ProposalSettings` (default: the test-time ones, 300 after NMS).
+        progress: show a progress bar.
+
+    Returns:
+        (boxes, scores, seconds): lists with one (P_i, 4) float32 array in image pixels (best first), one (P_i,)
+        objectness array and one float per image.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from ..data import image_pyramid
+    from ..inference import rpn_proposals
+    config, found = ckpt.config, ([], [], [])
+    for i in tqdm(range(len(dataset)), desc="RPN proposals", unit="img", disable=not progress):
+        image = dataset.load_image(i)
+        blob, factors = image_pyramid(image, (config.test_scale,), config.test_max_size, ckpt.preprocessing)
+        features = ckpt.model.features(blob, train=False)
+        tic = time.perf_counter()
+        boxes, scores = rpn_proposals(ckpt.model, features, image.shape, factors[0], settings)
+        for column, value in zip(found, (boxes, scores, time.perf_counter() - tic)):
+            column.append(value)
+    return found
 
 
 def _finished(out: Path, config, evaluate: bool) -> bool:

@@ -147,3 +147,67 @@ def test_test_split_of_gives_the_runs_test_images_and_proposals(voc, runs):
     expected = VOCDataset(voc, "test")
     assert list(dataset.ids) == list(expected.ids) and len(proposals) == len(expected)
     np.testing.assert_array_equal(proposals[0], dense_boxes(expected.load_image(0).shape))
+
+
+def _perfect_and_half(test):
+    """Detections equal to the ground truth, and detections of image 0's objects only."""
+    notes = [test.annotation(i) for i in range(len(test))]
+    perfect = ([a.boxes for a in notes], [a.labels for a in notes], [np.ones(len(a.labels)) for a in notes])
+    half = ([notes[0].boxes, np.zeros((0, 4))], [notes[0].labels, np.zeros(0, int)],
+            [np.ones(len(notes[0].labels)), np.zeros(0)])
+    return notes, perfect, half
+
+
+def test_paired_map_difference_on_detections_worked_out_by_hand(voc):
+    """Perfect detections against none: mAP 1 against 0 on every resample, so the difference and both ends of its
+    interval are 1, and the verdict says better. The same detections on both sides: 0 everywhere, no difference.
+    Two runs a side, (perfect, perfect) against (perfect, half): the pooled seed sd is sqrt(((1 - m)/2)^2 * 2 / 2)
+    = (1 - m) / 2, with m the half detections' mAP."""
+    from minircnn.data import VOCDataset
+    from minircnn.evaluation import eval_detection_voc
+    test = VOCDataset(voc, "trainval")
+    notes, perfect, half = _perfect_and_half(test)
+    nothing = ([np.zeros((0, 4))] * 2, [np.zeros(0, int)] * 2, [np.zeros(0)] * 2)
+    result = experiments.paired_map_difference(test, [perfect], [nothing], samples=30)
+    assert (result["difference"], result["low"], result["high"], result["seed_sd"]) == (1, 1, 1, None)
+    assert experiments.difference_verdict(result, "A", "B").startswith("A is better than B")
+    same = experiments.paired_map_difference(test, [half], [half], samples=30)
+    assert (same["difference"], same["low"], same["high"]) == (0, 0, 0)
+    assert "do not differ" in experiments.difference_verdict(same, "A", "B")
+    m = eval_detection_voc(*half, [a.boxes for a in notes], [a.labels for a in notes],
+                           [a.difficult for a in notes], num_classes=test.num_classes)["map"]
+    two = experiments.paired_map_difference(test, [perfect, perfect], [perfect, half], samples=10)
+    assert two["first"] == [1, 1] and two["second"] == pytest.approx([1, m])
+    assert two["difference"] == pytest.approx((1 - m) / 2)
+    assert two["seed_sd"] == pytest.approx((1 - m) / 2)
+
+
+@pytest.mark.parametrize("difference, low, high, sd, verdict", [
+    (0.05, 0.01, 0.09, 0.01, "A is better than B"),      # interval above 0 and 0.05 > 2 x 0.01
+    (-0.05, -0.09, -0.01, None, "A is worse than B"),    # one run a side: the interval alone decides
+    (0.05, 0.01, 0.09, 0.03, "do not differ"),           # 0.05 <= 2 x 0.03: within the seed spread
+    (0.05, -0.01, 0.09, 0.0, "do not differ"),           # the interval holds 0
+])
+def test_difference_verdict_follows_its_rule(difference, low, high, sd, verdict):
+    result = {"difference": difference, "low": low, "high": high, "seed_sd": sd}
+    assert verdict in experiments.difference_verdict(result, "A", "B")
+
+
+def test_split_rpn_proposals_are_the_ones_detection_uses(voc, runs):
+    """A run trained with --proposals rpn: its test split comes without proposals (the RPN makes them);
+    split_rpn_proposals gives, per test image, the boxes detect_proposals classifies (at most 300, inside the image,
+    by descending objectness) and a positive time."""
+    from minircnn.inference import detect_proposals
+    from minircnn.training.checkpoint import load_checkpoint
+    run = experiments.train_detector("rpn", voc, evaluate=False, **(SMALL | {"proposals": "rpn"}))
+    ckpt = load_checkpoint(run.checkpoint)
+    dataset, proposals = experiments.test_split_of(run)
+    assert proposals == [None] * len(dataset)
+    boxes, scores, seconds = experiments.split_rpn_proposals(ckpt, dataset, progress=False)
+    image = dataset.load_image(0)
+    used = detect_proposals(ckpt.model, image, None, ckpt.bbox_means, ckpt.bbox_stds, ckpt.preprocessing,
+                            ckpt.config.test_scale, ckpt.config.test_max_size)[2]
+    np.testing.assert_array_equal(boxes[0], used)
+    assert 0 < len(boxes[0]) <= 300 and len(scores[0]) == len(boxes[0]) and seconds[0] > 0
+    assert np.all(np.diff(scores[0]) <= 0)
+    assert boxes[0][:, 2].max() <= image.shape[1] - 1 and boxes[0][:, 3].max() <= image.shape[0] - 1
