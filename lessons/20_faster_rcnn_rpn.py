@@ -95,8 +95,9 @@ print(f"the proposals take {ss_s / (ss_s + net_s):.0%} of a test image; even an 
 # The RPN looks at the feature map through a 3x3 window and, at each cell, answers for k *anchors* centred on the
 # cell: is there an object, and how does its box differ from the anchor? An anchor of scale S and aspect ratio
 # r = h / w is `S / sqrt(r)` wide and `S * sqrt(r)` tall, so all ratios of one scale cover the same area S². The
-# paper uses 3 scales (128, 256, 512 px) x 3 ratios on 600-pixel images; our objects are much smaller (12–128 px at
-# a shorter side of 288), so our default is 4 scales (16–128 px) x the paper's 3 ratios (`minircnn/rpn/anchors.py`).
+# paper uses 3 scales (128, 256, 512 px) x 3 ratios on 600-pixel images; our images are smaller (a shorter side of
+# 288) and so are many objects (12–128 px in the built-in set), so our default is 5 scales in powers of two, from one
+# feature stride (16 px) to nearly the whole image (256 px), x the paper's 3 ratios (`minircnn/rpn/anchors.py`).
 # The cell centres are 16 px apart (the backbone's stride): the same k shapes repeat over the whole map, which is
 # what makes the RPN translation invariant.
 

@@ -4,9 +4,11 @@
 At each cell (y, x) of a feature map with stride s, the anchors are centred on the cell's centre in input-image
 (blob) pixels, ``(x * s + (s - 1) / 2, y * s + (s - 1) / 2)``, one per (scale, aspect ratio) pair: an anchor of scale
 ``S`` and ratio ``r = h / w`` has ``w = S / sqrt(r)`` and ``h = S * sqrt(r)`` pixels, so its area is ``S**2`` whatever
-its shape. The paper uses 3 scales (128, 256, 512) and 3 ratios (1:2, 1:1, 2:1) on 600-pixel images. The default
-here, :data:`DEFAULT_SCALES`, is scaled to the objects of the built-in set: at a shorter side of 288 pixels they span
-12 to 128 pixels (median 41), so the scales are 16, 32, 64 and 128.
+its shape. The paper uses 3 scales (128, 256, 512) and 3 ratios (1:2, 1:1, 2:1) on 600-pixel images: from about a
+fifth of the shorter side to nearly all of it. Our images are smaller (a shorter side of 288) and so are many of our
+objects (the built-in set's span 12 to 128 pixels there), so :data:`DEFAULT_SCALES` runs in powers of two from the
+backbone's stride, 16 pixels (the finest step the feature map can place a box at), to 256, nearly the whole shorter
+side: every object from 12 pixels to the whole image has an anchor scale within a factor of sqrt(2) of its own.
 
 Order: anchor ``j`` of the map is cell ``j // A`` in row-major order (y, then x) and shape ``j % A`` (scale-major,
 then ratio). Boxes are ``(x1, y1, x2, y2)`` with inclusive corners (the project's convention,
@@ -18,7 +20,7 @@ import numpy as np
 
 __all__ = ["DEFAULT_SCALES", "DEFAULT_RATIOS", "anchor_shapes", "grid_anchors"]
 
-DEFAULT_SCALES = (16, 32, 64, 128)     # sqrt(area) in blob pixels, for objects of 12-128 px (see the docstring)
+DEFAULT_SCALES = (16, 32, 64, 128, 256)     # sqrt(area) in blob pixels: from one stride to the image (docstring)
 DEFAULT_RATIOS = (0.5, 1.0, 2.0)       # h / w, the paper's 1:2, 1:1, 2:1
 
 

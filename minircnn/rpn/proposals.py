@@ -10,8 +10,8 @@
 6. keep the ``post_nms_top_n`` best: the proposals, best first.
 
 The paper's numbers: 12000 before and 2000 after NMS for training, 6000 and 300 at test time, and a 16-pixel minimum
-for 128-512-pixel anchors. Our anchors are eight times smaller, so the minimum is 4 pixels (2 would be the same
-ratio; 4 still keeps every object of the built-in set, whose smallest side is 8 pixels).
+for 128-512-pixel anchors. Our smallest anchors are eight times smaller than the paper's, so the minimum is 4 pixels
+(2 would be the same ratio; 4 still keeps every object of the built-in set, whose smallest side is 8 pixels).
 """
 from __future__ import annotations
 

@@ -322,10 +322,10 @@ def test_whole_model_with_an_rpn_gradient_check():
 
 def test_an_rpn_goes_into_the_config_and_comes_back():
     model = build_model("tiny", NUM_CLASSES, rpn={}, **NARROW)
-    assert model.config["rpn"] == {"scales": [16.0, 32.0, 64.0, 128.0], "ratios": [0.5, 1.0, 2.0], "width": 3}
+    assert model.config["rpn"] == {"scales": [16.0, 32.0, 64.0, 128.0, 256.0], "ratios": [0.5, 1.0, 2.0], "width": 3}
     copy = FastRCNN.from_config(model.config, init=False)
     copy.load_state_dict(model.state_dict())
-    assert copy.rpn is not None and copy.rpn.num_anchors == 12
+    assert copy.rpn is not None and copy.rpn.num_anchors == 15
     assert "rpn_conv.weight" in model.state_dict()
     plain = build_model("tiny", NUM_CLASSES, **NARROW)
     assert "rpn" not in plain.config and plain.rpn is None

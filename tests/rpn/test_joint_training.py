@@ -78,7 +78,7 @@ def test_a_run_trains_both_and_resumes_bit_exactly(tiny_voc, tmp_path):
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
         assert "param/rpn_conv.weight" in a.files and "solver/velocity.rpn_bbox_pred.bias" in a.files
-        assert json.loads(str(a["model_config"]))["rpn"]["scales"] == [16.0, 32.0, 64.0, 128.0]
+        assert json.loads(str(a["model_config"]))["rpn"]["scales"] == [16.0, 32.0, 64.0, 128.0, 256.0]
         np.testing.assert_allclose(a["bbox_stds"][1], TARGET_STDS)
     with open(tmp_path / "a" / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
