@@ -106,7 +106,8 @@ settings = rpn_ckpt.model.rpn_settings
 shapes = anchor_shapes(settings["scales"], settings["ratios"])
 print(f"{len(shapes)} anchor shapes per cell:")
 for (x1, y1, x2, y2), (s, r) in zip(shapes, [(s, r) for s in settings["scales"] for r in settings["ratios"]]):
-    print(f"  scale {s:>5} ratio h/w {r:<4}  {x2 - x1 + 1:6.1f} x {y2 - y1 + 1:6.1f} px   area {(x2 - x1 + 1) * (y2 - y1 + 1):8.0f}")
+    width, height = x2 - x1 + 1, y2 - y1 + 1
+    print(f"  scale {s:>5} ratio h/w {r:<4}  {width:6.1f} x {height:6.1f} px   area {width * height:8.0f}")
 
 image = train_set.load_image(0)
 note = train_set.annotation(0)
@@ -379,8 +380,8 @@ print(f"a whole image is {ss_whole / np.median(rpn_whole):.1f}x faster with the 
 # %% [markdown]
 # ## 9. What changes in the paper's numbers
 #
-# The paper's Table 2 and Table 5 (VGG16 on VOC 2007, `docs/reference.md` §16) against ours (the tiny detector on the
-# built-in set, on this CPU):
+# The Faster R-CNN paper's Tables 3 and 5 (VGG16 on VOC 2007, `docs/reference.md` §16) against ours (the tiny
+# detector on the built-in set, on this CPU):
 
 # %%
 paper = {"mAP, selective search (2000)": 66.9, "mAP, RPN (300)": 69.9, "ms per image, selective search": 1830,
