@@ -11,18 +11,18 @@ One SGD step, for N images::
     feature map, then go down the backbone.
 
 Why this scheme and not the paper's 4-step alternating training: it is one run with one solver, the code path of an
-ordinary step plus the RPN's, and the paper reports close mAP with 25-50% less training time (docs/reference.md
-§16). "Approximate" because the proposals are treated as constants: their coordinates depend on the RPN's deltas,
-but no gradient flows from the RoI pool back into them. Alternating training would need four runs, two of them with frozen shared layers, a poor fit for a
-few-minute CPU run.
+ordinary step plus the RPN's, and the paper reports close mAP with 25-50% less training time (docs/reference.md §16).
+"Approximate" because the proposals are treated as constants: their coordinates depend on the RPN's deltas, but no
+gradient flows from the RoI pool back into them. Alternating training would need four runs, two of them with frozen
+shared layers, a poor fit for a few-minute CPU run.
 
-Data: the roidb holds ground truth only (the proposals come from the network at each step). The anchor targets
-depend on the image and its boxes alone, so they are computed with the mini-batch in the prefetch thread. The
-detector's RoIs are drawn, after the RPN's forward, by the Fast R-CNN sampler
-(:func:`minircnn.data.sampler.sample_rois`) from the step's proposals with the ground-truth boxes added (so that
-early, before the RPN has learned, the detector still sees objects), from stream :data:`RPN_ROIS`. The detector's regression targets are normalised with fixed
-statistics, :data:`TARGET_STDS` (the released code's, for the same reason: the proposals' targets are not known
-before training). Every draw of step i still comes from ``(seed, stream, i)``, so a resumed run is bit-exact.
+Data: the roidb holds ground truth only (the proposals come from the network at each step). The anchor targets depend on
+the image and its boxes alone, so they are computed with the mini-batch in the prefetch thread. The detector's RoIs are
+drawn, after the RPN's forward, by the Fast R-CNN sampler (:func:`minircnn.data.sampler.sample_rois`) from the step's
+proposals with the ground-truth boxes added (so that early, before the RPN has learned, the detector still sees
+objects), from stream :data:`RPN_ROIS`. The detector's regression targets are normalised with fixed statistics,
+:data:`TARGET_STDS` (the released code's, for the same reason: the proposals' targets are not known before training).
+Every draw of step i still comes from ``(seed, stream, i)``, so a resumed run is bit-exact.
 """
 from __future__ import annotations
 
