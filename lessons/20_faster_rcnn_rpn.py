@@ -208,12 +208,12 @@ check = dict(scores=rng.normal(size=(m, 2)), deltas=rng.normal(scale=0.3, size=(
 
 
 def loss_of_scores(scores):
-    terms, dscores, _ = rpn_loss(scores, check["deltas"], check["labels"], check["targets"])
+    terms, dscores, _ = rpn_loss(scores, check["deltas"], check["labels"], check["targets"], m // 4)
     return terms.total, dscores
 
 
 def loss_of_deltas(deltas):
-    terms, _, ddeltas = rpn_loss(check["scores"], deltas, check["labels"], check["targets"])
+    terms, _, ddeltas = rpn_loss(check["scores"], deltas, check["labels"], check["targets"], m // 4)
     return terms.total, ddeltas
 
 

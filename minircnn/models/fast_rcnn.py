@@ -301,8 +301,10 @@ class FastRCNN(Network):
         targets (N, M) and (N, M, 4); remembers its gradients for :meth:`backward`. Returns the loss terms."""
         from ..rpn.head import rpn_loss
         xp = self.xp
+        locations = scores.shape[0] * scores.shape[1] // self.rpn.num_anchors       # N_reg of paper Eq. 1
         terms, dscores, ddeltas = rpn_loss(scores.reshape(-1, 2), deltas.reshape(-1, 4),
-                                           xp.asarray(labels).reshape(-1), xp.asarray(targets).reshape(-1, 4))
+                                           xp.asarray(labels).reshape(-1), xp.asarray(targets).reshape(-1, 4),
+                                           locations)
         self._rpn_grads = (dscores.reshape(scores.shape), ddeltas.reshape(deltas.shape))
         return terms
 

@@ -17,14 +17,21 @@ def _batch(rng, m=12):
 
 
 def test_loss_by_hand():
-    """Two sampled anchors, scores 0: log loss ln 2 each; the foreground one is 0.5 off in dx only: smooth L1
-    0.5 * 0.5**2 = 0.125, divided by the 2 sampled anchors. The unsampled row adds nothing."""
+    """Two sampled anchors of 4 anchor locations, scores 0: log loss ln 2 each, over N_cls = 2. The foreground one is
+    0.5 off in dx only: with the RPN's sigma = 3 the quadratic zone ends at 1/9, so its smooth L1 is 0.5 - 0.5/9 =
+    4/9 with gradient sign(0.5) = 1; over N_reg = 4 that is 1/9, weighed by lambda = 10 in the total and the gradient
+    (10/4 = 2.5). With sigma = 1, lambda = 1 and N_reg = 2 (the released code's normalisation for this batch): 0.5 *
+    0.5**2 / 2 = 0.0625, gradient 0.5 / 2. The unsampled row adds nothing."""
     scores = np.zeros((3, 2))
     deltas = np.array([[0.5, 0, 0, 0], [3.0, 3, 3, 3], [9.0, 9, 9, 9]])
-    terms, dscores, ddeltas = rpn_loss(scores, deltas, np.array([1, 0, -1]), np.zeros((3, 4)))
-    assert terms.cls == pytest.approx(np.log(2)) and terms.bbox == pytest.approx(0.125 / 2)
-    assert terms.total == pytest.approx(np.log(2) + 0.0625)
+    labels, targets = np.array([1, 0, -1]), np.zeros((3, 4))
+    terms, dscores, ddeltas = rpn_loss(scores, deltas, labels, targets, num_locations=4)
+    assert terms.cls == pytest.approx(np.log(2)) and terms.bbox == pytest.approx(1 / 9)
+    assert terms.total == pytest.approx(np.log(2) + 10 / 9)
     np.testing.assert_allclose(dscores, [[0.25, -0.25], [-0.25, 0.25], [0, 0]])
+    np.testing.assert_allclose(ddeltas, [[2.5, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    terms, _, ddeltas = rpn_loss(scores, deltas, labels, targets, num_locations=2, bbox_loss_weight=1, sigma=1)
+    assert terms.bbox == pytest.approx(0.0625) and terms.total == pytest.approx(np.log(2) + 0.0625)
     np.testing.assert_allclose(ddeltas, [[0.25, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
 
 
@@ -34,19 +41,21 @@ def test_loss_gradients(wrt):
     scores, deltas, labels, targets = _batch(rng)
 
     def loss(scores, deltas, labels, targets):
-        terms, dscores, ddeltas = rpn_loss(scores, deltas, labels, targets)
+        terms, dscores, ddeltas = rpn_loss(scores, deltas, labels, targets, num_locations=5)
         return terms.total, (dscores, ddeltas)[wrt]
     check_loss_gradient(loss, [scores, deltas, labels, targets], wrt=wrt)
 
 
 def test_nothing_sampled_gives_zero_loss_and_gradient():
-    terms, dscores, ddeltas = rpn_loss(np.ones((4, 2)), np.ones((4, 4)), np.full(4, -1), np.zeros((4, 4)))
+    terms, dscores, ddeltas = rpn_loss(np.ones((4, 2)), np.ones((4, 4)), np.full(4, -1), np.zeros((4, 4)), 2)
     assert terms == (0.0, 0.0, 0.0) and not dscores.any() and not ddeltas.any()
 
 
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match=r"\(M, 2\)"):
-        rpn_loss(np.ones((4, 3)), np.ones((4, 4)), np.zeros(4, int), np.zeros((4, 4)))
+        rpn_loss(np.ones((4, 3)), np.ones((4, 4)), np.zeros(4, int), np.zeros((4, 4)), 2)
+    with pytest.raises(ValueError, match="num_locations"):
+        rpn_loss(np.ones((4, 2)), np.ones((4, 4)), np.zeros(4, int), np.zeros((4, 4)), 0)
 
 
 def test_rows_follow_grid_anchor_order_and_invert():
