@@ -302,7 +302,7 @@ def _resolve_block(ov, max_sweeps=8):
 _FIRST_BLOCK = 32
 
 
-def nms(boxes, scores, threshold, block=None):
+def nms(boxes, scores, threshold, block=None, max_keep=None):
     """Greedy non-maximum suppression (docs/reference.md §9).
 
     Visit boxes by descending score; keep a box unless its IoU (``+1`` areas) with an already kept box is strictly
@@ -323,6 +323,9 @@ def nms(boxes, scores, threshold, block=None):
         threshold: IoU above which a lower-scored box is suppressed (0.3 at test time in the paper).
         block: largest block (default 256 on NumPy, 2048 on CuPy); blocks start at 32 boxes and double up to it.
             Only speed depends on it.
+        max_keep: stop once this many boxes are kept (None: all). Greedy NMS decides boxes in score order, so the
+            result is exactly the first ``max_keep`` of the full one; the RPN's proposal stage keeps 300 of
+            thousands of boxes this way and skips suppressing the rest.
 
     Returns:
         (M,) int64 array on the device of ``boxes``: indices of the kept boxes, by descending score, ties by index.
@@ -338,6 +341,8 @@ def nms(boxes, scores, threshold, block=None):
                          f"got shape {tuple(scores.shape)}")
     if math.isnan(threshold):
         raise ValueError("threshold must be a number, got NaN")
+    if max_keep is not None and max_keep < 1:
+        raise ValueError(f"max_keep must be >= 1 or None, got {max_keep}")
     n = boxes.shape[0]
     if n == 0:
         return xp.zeros(0, dtype=np.int64)
@@ -355,7 +360,8 @@ def nms(boxes, scores, threshold, block=None):
     x1, y1, x2, y2 = (xp.ascontiguousarray(b[:, i]) for i in range(4))
     m = min(block, n)
     upper = xp.triu(xp.ones((m, m), dtype=bool), 1)  # "i before j" inside a block
-    kept = []
+    kept, num_kept = [], 0
+    max_keep = n if max_keep is None else max_keep
 
     def overlaps(i, j):                             # (len(i), len(j)) bool: IoU(i, j) > threshold
         inter, union = _inter_union(x1[i], y1[i], x2[i], y2[i], x1[j], y1[j], x2[j], y2[j])
@@ -367,12 +373,15 @@ def nms(boxes, scores, threshold, block=None):
     # before paying for a big block-against-itself IoU.
     size = min(_FIRST_BLOCK, block)
     with np.errstate(divide="ignore", invalid="ignore"):
-        while undecided.size:
+        while undecided.size and num_kept < max_keep:
             cand, later = undecided[:size], undecided[size:]
             ov = overlaps(cand, cand)
             ov &= upper[:cand.size, :cand.size]
-            cand = cand[_resolve_block(ov)]
+            cand = cand[_resolve_block(ov)][:max_keep - num_kept]
             kept.append(cand)
+            num_kept += cand.size
+            if num_kept >= max_keep:
+                break
             undecided = later[~overlaps(cand, later).any(axis=0)] if later.size else later
             size = min(2 * size, block)
     return order[xp.concatenate(kept)].astype(np.int64, copy=False)

@@ -235,6 +235,30 @@ def test_nms_backend_twin(xp):
         np.testing.assert_array_equal(asnumpy(got), expected)
 
 
+def test_nms_max_keep_hand_case():
+    """Boxes 2, 0 and 1 are kept at 0.7 (test_nms_hand_cases); max_keep=2 stops after the first two, 1 after one."""
+    boxes = np.array([[0, 0, 9, 9], [1, 1, 10, 10], [20, 20, 29, 29]], dtype=np.float32)
+    scores = np.array([0.8, 0.7, 0.9], dtype=np.float32)
+    np.testing.assert_array_equal(nms(boxes, scores, 0.7, max_keep=2), [2, 0])
+    np.testing.assert_array_equal(nms(boxes, scores, 0.7, max_keep=1), [2])
+    np.testing.assert_array_equal(nms(boxes, scores, 0.7, max_keep=10), [2, 0, 1])
+    with pytest.raises(ValueError, match="max_keep"):
+        nms(boxes, scores, 0.7, max_keep=0)
+
+
+@pytest.mark.parametrize("max_keep", [1, 5, 33, 300])
+def test_nms_max_keep_is_a_prefix_of_the_greedy_answer(xp, max_keep):
+    """Stopping early keeps exactly the first max_keep boxes of the greedy loop (``nms_naive``), across block
+    boundaries (blocks of 32, 64, ...) and with tied scores."""
+    rng = np.random.default_rng(6)
+    boxes = random_boxes(rng, 1500, size=300, max_wh=60)
+    scores = rng.integers(0, 50, 1500).astype(np.float64)
+    for threshold in (0.3, 0.7):
+        expected = nms_naive(boxes, scores, threshold)[:max_keep]
+        keep = nms(xp.asarray(boxes), xp.asarray(scores), threshold, max_keep=max_keep)
+        np.testing.assert_array_equal(asnumpy(keep), expected)
+
+
 def test_nms_zero_boxes(xp):
     """No boxes in, no indices out (an empty int64 array)."""
     keep = nms(xp.zeros((0, 4), dtype=xp.float32), xp.zeros(0, dtype=xp.float32), 0.5)

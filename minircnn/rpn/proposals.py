@@ -76,5 +76,5 @@ def proposals_from_outputs(anchors, objectness, deltas, image_size, scale=1.0, s
     big = xp.flatnonzero((boxes[:, 2] - boxes[:, 0] + 1 >= side) & (boxes[:, 3] - boxes[:, 1] + 1 >= side))
     order = big[xp.argsort(-objectness[big], kind="stable")[:settings.pre_nms_top_n]]
     boxes, scores = boxes[order], objectness[order]
-    keep = nms(boxes, scores, settings.nms_thresh)[:settings.post_nms_top_n]
+    keep = nms(boxes, scores, settings.nms_thresh, max_keep=settings.post_nms_top_n)
     return boxes[keep].astype(xp.float32), scores[keep]
