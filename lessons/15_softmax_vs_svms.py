@@ -358,7 +358,6 @@ if np.any(np.isfinite(gaps)):
 #   converged network the softmax layer sits near its optimum already, and a post-hoc classifier has little left to gain
 #   — the paper's situation. If the table of section 7 shows the same gaps on the training data, the network's softmax
 #   is short of fitting it (under-trained), not short of generalising.
-#   not short of generalising.
 # * If the SVMs beat both softmaxes clearly, the difference is in what the SVMs optimise — the one-vs-rest hinge,
 #   the weighting of positives, ground-truth boxes as the only positives — and the paper's finding does not carry
 #   over to this small problem.

@@ -186,8 +186,8 @@ else:
 # %% [markdown]
 # ## 3. The original proposals and ImageNet weights
 #
-# **Proposals.** The paper's numbers use the selective-search boxes ("quality" mode) that the original release
-# distributes: `data/scripts/fetch_selective_search_data.sh` in the Fast R-CNN repository downloads
+# **Proposals.** The paper's numbers use the selective-search boxes that the original release distributes (computed
+# in selective search's fast mode, as R-CNN did; lesson 08): `data/scripts/fetch_selective_search_data.sh` in the Fast R-CNN repository downloads
 # `selective_search_data.tgz` (~0.5 GB), which unpacks to `selective_search_data/voc_2007_trainval.mat`,
 # `voc_2007_test.mat`, and the VOC 2012 files. Each holds a cell array `boxes`, one matrix per image in the order of
 # `ImageSets/Main/<split>.txt`, with rows **[y1 x1 y2 x2], 1-based** (docs/reference.md §12, §14.17).
@@ -310,14 +310,15 @@ print(f"total loss {first_loss:.4g} -> {last_loss:.4g}: "
 # %% [markdown]
 # (With `MINIRCNN_FAST=1` these are the narrow model's numbers, not VGG16's.)
 #
-# If the loss grew, you have just seen why the paper never trains from scratch. Its learning rate, 0.001, was
-# chosen for a network that starts from ImageNet weights, whose activations are well scaled for 0–255 BGR pixels.
-# Random He-initialised weights keep the spread of their input from layer to layer, and that input here spreads
-# over tens of units (pixels minus the mean pixel), so the first class scores are large, the first loss is far above
-# ln(21), the gradients are large, and an SGD step at 0.001 overshoots. A few more steps and the loss reaches
-# infinity; `train` then stops with a message and keeps the last good checkpoint. (The tiny preset's pixels are
-# scaled to about unit spread, its `plain` preprocessing.) Converted ImageNet weights (`--weights`) are the
-# paper's starting point and the one the learning rate was tuned for.
+# If the loss grew, the learning rate does not suit these weights. The paper never trains from scratch: it starts
+# from ImageNet classifiers (Sec. 2.2), so its learning rate, 0.001, was only ever used on pretrained weights, whose
+# activations are well scaled for 0–255 BGR pixels. Random He-initialised weights keep the spread of their input
+# from layer to layer, and that input here spreads over tens of units (pixels minus the mean pixel), so the first
+# class scores are large, the first loss is far above ln(21), the gradients are large, and an SGD step at 0.001
+# overshoots. Two steps do not show where that ends ("Try this next" trains ten at a tenth of the rate); if the
+# loss ever becomes infinite or NaN, `train` stops with a message and keeps the last good checkpoint. (The tiny
+# preset's pixels are scaled to about unit spread, its `plain` preprocessing.) Converted ImageNet weights
+# (`--weights`) are the paper's starting point and the one the learning rate was tuned for.
 #
 # Lesson 19 takes the step time apart: how it grows with the image size, and what 40,000 steps at the paper's scale
 # would cost on this machine.
@@ -341,7 +342,7 @@ print(f"total loss {first_loss:.4g} -> {last_loss:.4g}: "
 # never trains from scratch; without `--weights` the preset starts from random ones, and 40k iterations on 5k images
 # should land far below (the tiny model shows the same effect at a small scale: `python -m minircnn.train
 # --weights none`). **The proposals** — without `--proposals` the preset uses `ss-fast`, our fast selective search,
-# not the release's quality-mode boxes. **The test protocol** — our default keeps per image the detections above
+# not the release's boxes (the original MATLAB selective search). **The test protocol** — our default keeps per image the detections above
 # 0.05 after NMS, capped at 100; the original keeps about 40 per class per image over the whole test set
 # (docs/reference.md §8, §14.12). **Torchvision weights instead of Caffe's** come from a different ImageNet training
 # run. Per class, the paper's AP (Table 1, VOC07 trainval):
