@@ -257,10 +257,10 @@ for text, diff, paper in (
 # learned from scratch on top of a tiny network's 1/16-resolution features has a harder task than the classifier,
 # whose features were pretrained.
 #
-# What multi-task training does to the features, in one sentence: the fc and conv layers learn from the sum of
-# both losses' gradients (section 1), so they must keep the information about *where* the object's edges are,
-# which a classifier alone is free to discard; the paper finds that this information also helps to tell the
-# classes apart.
+# Why multi-task training *might* help the classifier: the fc and conv layers learn from the sum of both losses'
+# gradients (section 1), so they are pushed to keep information about *where* the object's edges are, which a
+# classifier alone is free to discard. That is a hypothesis, not a finding: the paper measures the effect (Table 6,
+# 62.6 → 63.4 mAP with box regression off at test), not the mechanism, and so does this lesson.
 #
 # ## Try this next
 #
