@@ -331,6 +331,28 @@ print(f"at 300 boxes per image: RPN {at['RPN'][300][0]:.3f} / {at['RPN'][300][1]
       f"{at['selective search'][300][0]:.3f} / {at['selective search'][300][1]:.3f} (IoU 0.5 / 0.7)")
 
 # %% [markdown]
+# Where do the RPN's misses lie? Split the objects by size (the square root of their area in image pixels) and count
+# how many have a box at IoU 0.7 among each method's best 300. The anchors sit on a 16-pixel grid (one per feature
+# cell), so an object smaller than a cell has at best an anchor shifted by up to half a cell and larger than it: the
+# regression must move and shrink it a long way, and its IoU with the anchor is low enough that it is often only
+# its box's "best anchor", one positive example per object.
+
+# %%
+side = np.concatenate([np.sqrt((b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)) for b in gt_boxes])
+kept = ~np.concatenate([np.asarray(d, bool) for d in ignore])
+best = {name: np.concatenate([iou(g, b[:300]).max(axis=1) if len(b) and len(g) else np.zeros(len(g))
+                              for g, b in zip(gt_boxes, boxes)])
+        for name, boxes in (("RPN", rpn_boxes), ("selective search", ss_boxes))}
+stride = rpn_ckpt.model.backbone.stride
+print(f"{'object size (px)':>17} {'objects':>8} | {'RPN @0.7':>9} {'SS @0.7':>8}")
+for lo, hi in ((0, 1.5 * stride), (1.5 * stride, 3 * stride), (3 * stride, np.inf)):
+    k = kept & (side >= lo) & (side < hi)
+    if k.any():
+        label = f"{lo:.0f}-{hi:.0f}" if np.isfinite(hi) else f">= {lo:.0f}"
+        print(f"{label:>17} {k.sum():>8} | {np.mean(best['RPN'][k] >= 0.7):9.3f} "
+              f"{np.mean(best['selective search'][k] >= 0.7):8.3f}")
+
+# %% [markdown]
 # ## 8. The two detectors: accuracy and time
 #
 # Now the comparison the paper makes: the RPN detector with its 300 proposals against the default detector with
