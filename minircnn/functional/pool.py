@@ -5,13 +5,22 @@ of the (padded) input, so the pooling is k*k elementwise maxima. The backward ro
 input that won its window (the "switch"), found by comparing each offset's view with the output in row-major order:
 the first equal one is the first maximum, which is the one Caffe's strict ``>`` keeps. Finding the switches in the
 backward instead of the forward keeps the forward (all that inference and frozen layers need) to the k*k maxima.
+
+On NumPy both passes run over blocks of whole (H, W) planes of about :data:`BLOCK_BYTES`: each of the k*k strided
+views reads every cache line of its rows, so over a whole array the k*k passes would stream the input from memory
+k*k times; over a block that stays in the core's L2 cache they read it from memory once. CuPy runs the whole array
+at once: a GPU kernel per block would only add launches.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 from ..backend import get_array_module
 from ._checks import check_array, check_positive_int
+
+BLOCK_BYTES = 1 << 19     # input bytes per block on NumPy (whole planes; at least one): half of a small L2 cache
 
 
 def pool_output_size(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -33,8 +42,21 @@ class MaxPoolCache(NamedTuple):
 
 
 def _window_view(a, i, j, stride, h_out, w_out):
-    """Strided view of the (N, C, Hp, Wp) array ``a``: element (n, c, oh, ow) is a[n, c, oh*s + i, ow*s + j]."""
-    return a[:, :, i: i + stride * (h_out - 1) + 1: stride, j: j + stride * (w_out - 1) + 1: stride]
+    """Strided view of the (..., Hp, Wp) array ``a``: element (..., oh, ow) is a[..., oh*s + i, ow*s + j]."""
+    return a[..., i: i + stride * (h_out - 1) + 1: stride, j: j + stride * (w_out - 1) + 1: stride]
+
+
+def _plane_blocks(xp, arrays):
+    """Lists of (planes, ...) views of the given (N, C, ...) arrays, one block of whole planes at a time (see the
+    module docstring); the views of one list cover the same planes. On CuPy, one block: the whole arrays."""
+    flat = [a.reshape((-1,) + a.shape[2:]) for a in arrays]
+    if xp is not np:
+        yield flat
+        return
+    planes = flat[0].shape[0]
+    per_block = max(1, BLOCK_BYTES // max(flat[0][0].nbytes, 1))
+    for start in range(0, planes, per_block):
+        yield [a[start:start + per_block] for a in flat]
 
 
 def max_pool2d_forward(x, kernel_size: int = 2, stride: int = 2, pad: int = 0):
@@ -72,11 +94,13 @@ def max_pool2d_forward(x, kernel_size: int = 2, stride: int = 2, pad: int = 0):
         src = xp.full((n, c, hp, wp), -xp.inf, dtype=x.dtype)
         src[:, :, p:p + h, p:p + w] = x
 
-    y = _window_view(src, 0, 0, s, h_out, w_out).copy()
-    for i in range(k):
-        for j in range(k):
-            if i or j:
-                xp.maximum(y, _window_view(src, i, j, s, h_out, w_out), out=y)
+    y = xp.empty((n, c, h_out, w_out), dtype=x.dtype)
+    for src_b, y_b in _plane_blocks(xp, (src, y)):
+        y_b[...] = _window_view(src_b, 0, 0, s, h_out, w_out)
+        for i in range(k):
+            for j in range(k):
+                if i or j:
+                    xp.maximum(y_b, _window_view(src_b, i, j, s, h_out, w_out), out=y_b)
     return y, MaxPoolCache(src, y, tuple(x.shape), k, s, p)
 
 
@@ -94,16 +118,24 @@ def max_pool2d_backward(dy, cache: MaxPoolCache):
         raise ValueError(f"dy must have shape {tuple(y.shape)} (N, C, H_out, W_out), got {tuple(dy.shape)}")
     xp = get_array_module(dy)
     h_out, w_out = y.shape[2:]
-    dx_pad = xp.zeros(src.shape, dtype=dy.dtype)
-    unclaimed = xp.ones(y.shape, dtype=bool)
+    # Windows that tile the input exactly (stride = kernel, no padding) write every input once: no zeroing needed.
+    tiled = s == k and p == 0
+    dx_pad = (xp.empty if tiled else xp.zeros)(src.shape, dtype=dy.dtype)
     zero = dy.dtype.type(0)
-    for i in range(k):            # row-major over the window: the first input equal to the max is the switch
-        for j in range(k):
-            switch = (_window_view(src, i, j, s, h_out, w_out) == y) & unclaimed
-            target = _window_view(dx_pad, i, j, s, h_out, w_out)
+    offsets = [(i, j) for i in range(k) for j in range(k)]   # row-major: the first input equal to the max wins
+    for src_b, y_b, dy_b, dx_b in _plane_blocks(xp, (src, y, dy, dx_pad)):
+        claimed = xp.empty(y_b.shape, dtype=bool)                 # windows whose switch an earlier offset holds
+        switch = xp.empty(y_b.shape, dtype=bool)
+        for t, (i, j) in enumerate(offsets):
+            mine = claimed if t == 0 else switch
+            xp.equal(_window_view(src_b, i, j, s, h_out, w_out), y_b, out=mine)
+            if t:
+                xp.greater(switch, claimed, out=switch)            # equal to the max and not claimed before
+            target = _window_view(dx_b, i, j, s, h_out, w_out)
             if s >= k:            # windows do not overlap: each input gets at most one gradient, so write it
-                xp.multiply(dy, switch, out=target)
+                xp.multiply(dy_b, mine, out=target)
             else:
-                target += xp.where(switch, dy, zero)
-            unclaimed &= ~switch
+                target += xp.where(mine, dy_b, zero)
+            if 0 < t < len(offsets) - 1:
+                xp.logical_or(claimed, switch, out=claimed)
     return xp.ascontiguousarray(dx_pad[:, :, p:p + h, p:p + w])

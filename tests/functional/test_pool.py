@@ -214,3 +214,39 @@ def test_max_pool_backward_rejects_wrong_dy_shape(F):
     y, cache = F.max_pool2d_forward(np.zeros((1, 2, 4, 4)), kernel_size=2, stride=2)
     with pytest.raises(ValueError, match=r"\bdy\b"):
         F.max_pool2d_backward(np.zeros((1, 2, 3, 2)), cache)
+
+
+# ------------------------------------------------------------------------------------- blocks of planes
+
+def pool_backward_loop(x, dy, k, s, p):
+    """Caffe's backward as a loop: each output's gradient goes to the first maximum (row-major) of its clipped
+    window; where windows overlap the gradients add."""
+    n, c, h, w = x.shape
+    dx = np.zeros_like(x)
+    for b, ch, oh, ow in np.ndindex(*dy.shape):
+        r0, c0 = oh * s - p, ow * s - p
+        rows = range(max(r0, 0), min(r0 + k, h))
+        cols = range(max(c0, 0), min(c0 + k, w))
+        best = max(x[b, ch, r, q] for r in rows for q in cols)
+        r, q = next((r, q) for r in rows for q in cols if x[b, ch, r, q] == best)
+        dx[b, ch, r, q] += dy[b, ch, oh, ow]
+    return dx
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("block_bytes", [1, 200, 1 << 19])
+def test_max_pool_blocks_of_planes_give_caffe_s_answer(monkeypatch, case, block_bytes):
+    """The package pools blocks of whole planes at a time on NumPy (minircnn/functional/pool.py, ``BLOCK_BYTES``):
+    one plane per block, a few, or all at once give the loops' maxima and switches, ties included (small integers
+    make many tied windows). Where windows overlap, the gradients add in another order than the loop's: equal up to
+    rounding."""
+    from minircnn.functional import pool
+    monkeypatch.setattr(pool, "BLOCK_BYTES", block_bytes)
+    n, c, h, w, k, s, p = case
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 3, (n, c, h, w)).astype(np.float64)
+    y, cache = pool.max_pool2d_forward(x, kernel_size=k, stride=s, pad=p)
+    np.testing.assert_array_equal(y, max_pool2d_forward_naive(x, k, s, p))
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(pool.max_pool2d_backward(dy, cache), pool_backward_loop(x, dy, k, s, p), rtol=0,
+                               atol=1e-12)
