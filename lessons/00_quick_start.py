@@ -25,6 +25,14 @@
 # Everything here runs on a laptop CPU: a tiny backbone instead of VGG16, and a built-in dataset of coloured shapes
 # instead of PASCAL VOC.
 #
+# **Before you start.** From the repository's root folder, `pip install -e ".[test]"` installs the package with what
+# the lessons need (Jupyter's kernel, nbclient, jupytext); `pip install jupyterlab` and `jupyter lab lessons/` open
+# them. Notebooks run with `lessons/` as their working folder, so the shell commands below (in "Try this next")
+# start with `cd ..`. **What to expect:** the first run of this lesson trains the default detector, about 10 minutes
+# on a 2-core CPU (3 of them computing proposals and pretraining the backbone, once); later runs read it back in
+# seconds. Its mAP on the built-in test split was 0.809, 0.825 and 0.817 for three training seeds (measured in
+# `benchmarks/RESULTS.md`); section 4 prints yours.
+#
 # Code: `minircnn/lab/experiments.py` (the cached training runs of the lessons), `minircnn/train.py`,
 # `minircnn/evaluate.py`, `minircnn/visualize.py`. Tests: `tests/lab/test_experiments.py`, `tests/test_train.py`,
 # `tests/test_evaluate.py`, `tests/test_visualize.py`.
@@ -186,4 +194,4 @@ for name, rows in ((f"first {n} steps", log[:n]), (f"last {n} steps", log[-n:]))
 # * Train a variant: `train_detector("short", root, iters=300)` trains 300 steps into `runs/lessons/short`. How much
 #   of the mAP does the short run get?
 # * Run the detector on your own picture from the command line:
-#   `python -m minircnn.detect --checkpoint runs/lessons/default/checkpoint.npz my_photo.jpg`.
+#   `cd .. && python -m minircnn.detect --checkpoint runs/lessons/default/checkpoint.npz my_photo.jpg`.
