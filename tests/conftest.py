@@ -4,6 +4,9 @@
 * ``F``: the functional layers under test. By default ``minircnn.functional``; with ``--impl my_layers.py`` every
   contract function that file defines replaces the package's (exercise mode), the rest fall back.
 * ``exercise``: the same for the exercises beyond the layers (:data:`EXERCISES`, e.g. the RPN's ``anchor_targets``).
+
+Tests marked ``validation`` check that bad input raises a clear error, which the package does and a learner's first
+version need not: in exercise mode they are left out unless ``--with-validation`` is given, and the header says so.
 """
 import importlib.util
 import pathlib
@@ -13,12 +16,14 @@ import types
 import numpy as np
 import pytest
 
+import minircnn.boxes as _boxes
 import minircnn.functional as _functional
 import minircnn.rpn as _rpn
 from minircnn.backend import gpu_available
 
 #: exercises beyond the layers: function name -> the package's version
-EXERCISES = {"anchor_targets": _rpn.anchor_targets}
+EXERCISES = {"anchor_targets": _rpn.anchor_targets, "iou": _boxes.iou, "encode": _boxes.encode,
+             "decode": _boxes.decode, "nms": _boxes.nms}
 
 
 def pytest_addoption(parser):
@@ -26,10 +31,27 @@ def pytest_addoption(parser):
         "--impl", default=None, metavar="FILE.py",
         help="exercise mode: a Python file whose functions (relu_forward, conv2d_backward, ...) replace "
              "minircnn.functional's in the layer tests; functions it does not define fall back to the package's")
+    parser.addoption(
+        "--with-validation", action="store_true",
+        help="exercise mode: also run the input-validation tests (marked 'validation'), left out by default")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs CuPy and a CUDA GPU (skipped when absent)")
+    config.addinivalue_line("markers", "validation: bad input raises a clear error (optional in exercise mode)")
+
+
+def _validation_left_out(config):
+    return bool(config.getoption("--impl")) and not config.getoption("--with-validation")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not _validation_left_out(config):
+        return
+    left_out = [item for item in items if item.get_closest_marker("validation")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("validation")]
 
 
 def _load_impl(path):
@@ -63,7 +85,10 @@ def pytest_report_header(config):
         ns = _functional_namespace(impl)
         used = ", ".join(ns.overridden + _functional_namespace(impl, EXERCISES).overridden) \
             or "none of the contract functions"
-        return f"exercise mode: {impl} provides {used}; everything else is the package's"
+        lines = [f"exercise mode: {impl} provides {used}; everything else is the package's"]
+        if _validation_left_out(config):
+            lines.append("input-validation tests left out (add --with-validation to run them)")
+        return lines
     return None
 
 

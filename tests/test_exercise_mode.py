@@ -46,6 +46,30 @@ def test_a_correct_implementation_passes(tmp_path):
     assert "provides relu_forward, relu_backward" in result.stdout
 
 
+CORRECT_LINEAR = """
+    def linear_forward(x, w, b):
+        x2 = x.reshape(x.shape[0], -1)
+        return x2 @ w.T + b, (x2, w, x.shape)
+
+    def linear_backward(dy, cache):
+        x2, w, shape = cache
+        return (dy @ w).reshape(shape), dy.T @ x2, dy.sum(axis=0)
+    """
+
+
+def test_input_validation_is_optional_in_exercise_mode(tmp_path):
+    """A linear layer with the right math and no input checks passes every test of test_linear.py: the validation
+    tests are left out, and the header says how to add them. With --with-validation they run, and only they fail."""
+    result = _run_layer_tests(CORRECT_LINEAR, "test_linear.py", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "input-validation tests left out (add --with-validation" in result.stdout
+    assert "deselected" in result.stdout
+    result = _run_layer_tests(CORRECT_LINEAR, "test_linear.py", tmp_path, "--with-validation")
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+    assert result.returncode == 1 and failed, result.stdout
+    assert all("rejects" in line for line in failed), failed
+
+
 def test_the_anchor_target_exercise_is_checked(tmp_path):
     """The anchor-target exercise (exercises/anchor_targets.py): the skeleton as shipped fails the hand-worked
     cases; a version that forgot the border rule fails exactly the border test; the run's header names the
@@ -66,3 +90,20 @@ def test_the_anchor_target_exercise_is_checked(tmp_path):
                           "-p", "no:cacheprovider"], capture_output=True, text=True, cwd=ROOT)
     failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 1 and "test_anchors_crossing_the_border_are_ignored" in failed[0], run.stdout
+
+
+def test_the_box_exercises_are_checked(tmp_path):
+    """exercises/boxes.py as shipped fails the tests of iou, encode, decode and nms (NotImplementedError), and the
+    header names all four; a plain learner's answer without input checks (tests/fixtures/learner_boxes.py) passes
+    every test of tests/test_boxes.py."""
+    test_file = ROOT / "tests" / "test_boxes.py"
+    run = subprocess.run([sys.executable, "-m", "pytest", str(test_file), "--impl", str(ROOT / "exercises" / "boxes.py"),
+                          "-p", "no:cacheprovider"], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 1 and "NotImplementedError" in run.stdout, run.stdout + run.stderr
+    assert "provides iou, encode, decode, nms" in run.stdout
+    failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED")]
+    assert any("test_iou" in f for f in failed) and any("test_nms" in f for f in failed)
+    run = subprocess.run([sys.executable, "-m", "pytest", str(test_file), "--impl",
+                          str(ROOT / "tests" / "fixtures" / "learner_boxes.py"), "-p", "no:cacheprovider"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -62,6 +62,7 @@ def test_relu_keeps_shape_and_float32(F, xp):
     assert dx.shape == x.shape and dx.dtype == np.float32
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("x, match", [
     (np.array([1, -2, 3]), r"\bx\b.*floating"),     # integers: the gradient would be truncated
     ([1.0, -2.0, 3.0], r"\bx\b"),                    # a list, not an array
@@ -72,6 +73,7 @@ def test_relu_forward_rejects_bad_input(F, x, match):
         F.relu_forward(x)
 
 
+@pytest.mark.validation
 def test_relu_backward_rejects_wrong_dy_shape(F):
     """relu_backward raises ValueError naming dy when dy does not have the forward input's shape (even when the
     shapes would broadcast)."""
@@ -156,6 +158,7 @@ def test_dropout_gradient_at_train_time(F, xp):
     check_backward(forward, F.dropout_backward, (x,), wrt=(0,))
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
 def test_dropout_rejects_p_outside_0_1(F, p):
     """p must lie in [0, 1): ValueError naming p (p = 1 would drop everything and divide by zero)."""
@@ -163,6 +166,7 @@ def test_dropout_rejects_p_outside_0_1(F, p):
         F.dropout_forward(np.ones((2, 3)), p=p, train=True, rng=np.random.default_rng(0))
 
 
+@pytest.mark.validation
 def test_dropout_rejects_bad_input(F):
     """A non-floating x, or a dy whose shape is not the input's (at train and at test time), raises ValueError
     naming the argument."""

@@ -252,6 +252,7 @@ def test_grouped_conv_backward_need_flags(F, xp):
     np.testing.assert_allclose(asnumpy(no_dw[0]), asnumpy(dx), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("w_shape, groups", [((4, 4, 3, 3), 2), ((3, 2, 3, 3), 2), ((4, 1, 3, 3), 3)])
 def test_grouped_conv_rejects_mismatched_groups(F, w_shape, groups):
     """x has 4 channels: w must hold 4/groups input channels and a multiple of groups outputs, else ValueError."""
@@ -293,6 +294,7 @@ def _good():
     return np.zeros((2, 3, 5, 5)), np.zeros((4, 3, 3, 3)), np.zeros(4)
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("make, kwargs, match", [
     (lambda x, w, b: (x[0], w, b), {}, r"\bx\b"),                                      # x is 3-D
     (lambda x, w, b: (x, w[0], b), {}, r"\bw\b"),                                      # w is 3-D
@@ -313,6 +315,7 @@ def test_conv_forward_rejects_bad_input(F, make, kwargs, match):
         F.conv2d_forward(*make(*_good()), **kwargs)
 
 
+@pytest.mark.validation
 def test_conv_backward_rejects_wrong_dy_shape(F):
     """conv2d_backward raises ValueError naming dy when dy does not have y's shape (N, out, H_out, W_out)."""
     y, cache = F.conv2d_forward(*_good(), stride=1, pad=1)

@@ -107,6 +107,7 @@ def _good():
     return np.zeros((2, 6)), np.zeros((4, 6)), np.zeros(4)
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("make, match", [
     (lambda x, w, b: (x[0], w, b), r"\bx\b"),                                 # 1-D x: no batch axis
     (lambda x, w, b: (x, w[0], b), r"\bw\b"),                                 # 1-D w
@@ -126,6 +127,7 @@ def test_linear_forward_rejects_bad_input(F, make, match):
         F.linear_forward(*make(*_good()))
 
 
+@pytest.mark.validation
 def test_linear_backward_rejects_wrong_dy_shape(F):
     """linear_backward raises ValueError naming dy when dy is not (N, out)."""
     _, cache = F.linear_forward(*_good())

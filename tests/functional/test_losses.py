@@ -37,6 +37,7 @@ def test_softmax_cross_entropy_gradient(F, xp):
     check_loss_gradient(F.softmax_cross_entropy, [scores, labels])
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("scores, labels, message", [
     (np.zeros((2, 3)), np.array([0, 3]), r"labels must lie in \[0, 3\)"),
     (np.zeros((2, 3)), np.array([0]), r"labels must have shape \(2,\)"),
@@ -90,6 +91,7 @@ def test_smooth_l1_gradient(F, xp):
     check_loss_gradient(F.smooth_l1_loss, [pred, xp.asarray(target), xp.asarray(weights)])
 
 
+@pytest.mark.validation
 def test_smooth_l1_bad_input(F):
     """Shape mismatches and a non-positive sigma raise a ValueError naming the argument."""
     with pytest.raises(ValueError, match="target must have the shape of pred"):

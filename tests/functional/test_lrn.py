@@ -109,6 +109,7 @@ def test_lrn_keeps_float32(F, xp):
     np.testing.assert_allclose(asnumpy(y32), lrn_forward_naive(x, 5, 1e-4, 0.75, 1.0), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("x, kwargs, match", [
     (np.zeros((2, 3, 4)), {}, r"\bx\b"),                                     # 3-D
     (np.zeros((1, 3, 2, 2), dtype=np.int64), {}, r"floating"),
@@ -123,6 +124,7 @@ def test_lrn_forward_rejects_bad_input(F, x, kwargs, match):
         F.lrn_forward(x, **kwargs)
 
 
+@pytest.mark.validation
 def test_lrn_backward_rejects_wrong_dy_shape(F):
     """lrn_backward raises ValueError naming dy when dy does not have the input's shape."""
     _, cache = F.lrn_forward(np.ones((1, 3, 2, 2)))

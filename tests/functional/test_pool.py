@@ -191,6 +191,7 @@ def test_max_pool_keeps_float32(F, xp):
 
 # ---------------------------------------------------------------------------------------------- bad input
 
+@pytest.mark.validation
 @pytest.mark.parametrize("x, kwargs, match", [
     (np.zeros((3, 4, 4)), {}, r"\bx\b"),                                         # 3-D input
     (np.zeros((1, 1, 4, 4), dtype=np.int32), {}, r"\bx\b.*floating"),            # integer input
@@ -209,6 +210,7 @@ def test_max_pool_forward_rejects_bad_input(F, x, kwargs, match):
         F.max_pool2d_forward(x, **kwargs)
 
 
+@pytest.mark.validation
 def test_max_pool_backward_rejects_wrong_dy_shape(F):
     """max_pool2d_backward raises ValueError naming dy when dy does not have y's shape."""
     y, cache = F.max_pool2d_forward(np.zeros((1, 2, 4, 4)), kernel_size=2, stride=2)

@@ -196,6 +196,7 @@ def test_no_rois(F, xp):
     assert not asnumpy(F.roi_pool_backward(y, cache)).any()
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("rois, message", [
     (np.zeros((2, 4)), r"rois must have shape \(R, 5\)"),
     (np.array([[2, 0, 0, 5, 5]]), r"rois\[:, 0\] must hold whole image indices in \[0, 2\)"),
@@ -209,6 +210,7 @@ def test_bad_rois_are_named(F, rois, message):
         F.roi_pool_forward(np.zeros((2, 1, 4, 4)), rois)
 
 
+@pytest.mark.validation
 def test_bad_feature_map_and_settings_are_named(F):
     """A 3-D or non-finite feature map, a bad output_size or spatial_scale, or a dy of the wrong shape: ValueError."""
     rois = np.array([[0, 0, 0, 3, 3]], dtype=np.float32)
