@@ -1,9 +1,13 @@
-"""Tests for minircnn.evaluation: VOC devkit matching, 11-point and area AP (docs/reference.md §10, §14.16)."""
+"""Tests for minircnn.evaluation: VOC devkit matching, 11-point and area AP (docs/reference.md §10, §14.16).
+
+Exercise: ``python -m pytest tests/evaluation/test_voc_ap.py --impl my_ap.py`` runs the ``voc_ap`` tests (those
+taking the ``exercise`` fixture) on a learner's version (the skeleton is ``exercises/voc_ap.py``).
+"""
 import numpy as np
 import pytest
 
 from minircnn.evaluation import (COCO_IOUS, eval_detection_coco_style, eval_detection_voc, match_detections,
-                                 precision_recall, voc_ap)
+                                 precision_recall)
 from minircnn.functional.naive import eval_detection_voc_naive
 
 
@@ -62,27 +66,40 @@ def test_eval_hand_example_area_metric():
     assert result["map"] == pytest.approx(0.625)
 
 
-def test_voc_ap_07_vs_area_on_one_curve():
+def test_voc_ap_07_vs_area_on_one_curve(exercise):
     """On the curve (recall, precision) = (0.5, 1), (1, 0.5) the 11-point AP is (6 x 1 + 5 x 0.5) / 11 = 0.7727 and
     the area AP is 0.5 x 1 + 0.5 x 0.5 = 0.75; with the envelope, a dip in precision does not lower either."""
-    assert voc_ap([0.5, 1.0], [1.0, 0.5], use_07_metric=True) == pytest.approx(8.5 / 11)
-    assert voc_ap([0.5, 1.0], [1.0, 0.5], use_07_metric=False) == pytest.approx(0.75)
+    assert exercise.voc_ap([0.5, 1.0], [1.0, 0.5], use_07_metric=True) == pytest.approx(8.5 / 11)
+    assert exercise.voc_ap([0.5, 1.0], [1.0, 0.5], use_07_metric=False) == pytest.approx(0.75)
     dipped = ([0.5, 0.5, 1.0], [1.0, 0.2, 0.5])
-    assert voc_ap(*dipped, use_07_metric=True) == pytest.approx(8.5 / 11)
-    assert voc_ap(*dipped, use_07_metric=False) == pytest.approx(0.75)
+    assert exercise.voc_ap(*dipped, use_07_metric=True) == pytest.approx(8.5 / 11)
+    assert exercise.voc_ap(*dipped, use_07_metric=False) == pytest.approx(0.75)
 
 
-def test_voc_ap_recall_exactly_three_tenths():
+def test_voc_ap_recall_exactly_three_tenths(exercise):
     """A recall of exactly 3/10 reaches the t = 0.3 point of the 11-point AP (4 points of 11), and the area is 0.3."""
-    assert voc_ap([3 / 10], [1.0]) == pytest.approx(4 / 11)
-    assert voc_ap([3 / 10], [1.0], use_07_metric=False) == pytest.approx(0.3)
+    assert exercise.voc_ap([3 / 10], [1.0]) == pytest.approx(4 / 11)
+    assert exercise.voc_ap([3 / 10], [1.0], use_07_metric=False) == pytest.approx(0.3)
 
 
-def test_voc_ap_empty_and_bad():
-    """An empty curve has AP 0; curves of different lengths raise a ValueError."""
-    assert voc_ap([], []) == 0 and voc_ap([], [], use_07_metric=False) == 0
+def test_voc_ap_never_reaching_high_recall(exercise):
+    """Recall stops at 0.6 with precision 2/3 throughout: the 11-point AP counts 7 points (t = 0 .. 0.6) at 2/3 and
+    4 at 0 -> 14/33; the area is 0.6 x 2/3 = 0.4."""
+    recall, precision = [0.2, 0.4, 0.6], [2 / 3, 2 / 3, 2 / 3]
+    assert exercise.voc_ap(recall, precision) == pytest.approx(14 / 33)
+    assert exercise.voc_ap(recall, precision, use_07_metric=False) == pytest.approx(0.4)
+
+
+def test_voc_ap_empty_curve(exercise):
+    """An empty curve (no detections of the class) has AP 0 under both rules."""
+    assert exercise.voc_ap([], []) == 0 and exercise.voc_ap([], [], use_07_metric=False) == 0
+
+
+@pytest.mark.validation
+def test_voc_ap_bad_curve(exercise):
+    """Curves of different lengths raise a ValueError."""
     with pytest.raises(ValueError, match="same length"):
-        voc_ap([0.5, 1.0], [1.0])
+        exercise.voc_ap([0.5, 1.0], [1.0])
 
 
 def test_iou_of_exactly_half_is_a_match():
