@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import minircnn.boxes as _boxes
+import minircnn.data.sampler as _sampler
 import minircnn.evaluation as _evaluation
 import minircnn.functional as _functional
 import minircnn.rpn as _rpn
@@ -24,7 +25,8 @@ from minircnn.backend import gpu_available
 
 #: exercises beyond the layers: function name -> the package's version
 EXERCISES = {"anchor_targets": _rpn.anchor_targets, "iou": _boxes.iou, "encode": _boxes.encode,
-             "decode": _boxes.decode, "nms": _boxes.nms, "voc_ap": _evaluation.voc_ap}
+             "decode": _boxes.decode, "nms": _boxes.nms, "voc_ap": _evaluation.voc_ap,
+             "sample_rois": _sampler.sample_rois}
 
 
 def pytest_addoption(parser):

@@ -4,6 +4,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -107,3 +109,18 @@ def test_the_box_exercises_are_checked(tmp_path):
                           str(ROOT / "tests" / "fixtures" / "learner_boxes.py"), "-p", "no:cacheprovider"],
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("skeleton, test_file, functions", [
+    ("sampler.py", "tests/data/test_sampler.py", "sample_rois"),
+    ("voc_ap.py", "tests/evaluation/test_voc_ap.py", "voc_ap"),
+])
+def test_each_skeleton_fails_its_own_tests(skeleton, test_file, functions):
+    """Every skeleton in exercises/ is picked up by its test file (the header names its functions) and, as shipped,
+    fails the tests of those functions with NotImplementedError while the package's other tests still pass."""
+    run = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / test_file), "--impl",
+                          str(ROOT / "exercises" / skeleton), "-p", "no:cacheprovider"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 1 and "NotImplementedError" in run.stdout, run.stdout + run.stderr
+    assert f"provides {functions};" in run.stdout
+    assert " passed" in run.stdout.splitlines()[-1]

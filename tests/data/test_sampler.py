@@ -1,5 +1,9 @@
 """Tests for minircnn.data.sampler: hierarchical sampling, data order, mini-batch blobs (docs/reference.md §5, §6,
-§14.10)."""
+§14.10).
+
+Exercise: ``python -m pytest tests/data/test_sampler.py --impl my_sampler.py`` runs the ``sample_rois`` tests (those
+taking the ``exercise`` fixture) on a learner's version (the skeleton is ``exercises/sampler.py``).
+"""
 import numpy as np
 import pytest
 
@@ -35,7 +39,7 @@ def make_roidb(seed, n_images=4, **kwargs):
 
 
 # ------------------------------------------------------------------------------------------------------ sampling
-def test_sample_rois_fractions_and_thresholds_over_many_draws():
+def test_sample_rois_fractions_and_thresholds_over_many_draws(exercise):
     """Over many draws: at most 16 of the 64 RoIs are foreground (exactly 16 + 48 when candidates abound); every fg
     RoI has max IoU >= 0.5 and its class as label; every bg RoI has max IoU in [0.1, 0.5) and label 0; no RoI twice;
     RoIs below 0.1 never; and every candidate gets drawn sometime (uniform without replacement)."""
@@ -49,7 +53,7 @@ def test_sample_rois_fractions_and_thresholds_over_many_draws():
         assert n_fg_cand > 16 and n_bg_cand > 48 and (ov < 0.1).any()
         seen = np.zeros(len(ov), dtype=bool)
         for _ in range(300):
-            keep, labels = sample_rois(entry, cfg, rng)
+            keep, labels = exercise.sample_rois(entry, cfg, rng)
             assert keep.dtype == np.int64 and labels.dtype == np.int64
             assert len(keep) == 64 and len(np.unique(keep)) == 64
             fg, bg = keep[:16], keep[16:]
@@ -60,19 +64,19 @@ def test_sample_rois_fractions_and_thresholds_over_many_draws():
         np.testing.assert_array_equal(seen, ov >= 0.1)
 
 
-def test_gt_boxes_are_foreground_candidates():
+def test_gt_boxes_are_foreground_candidates(exercise):
     """With no proposal reaching IoU 0.5, the GT boxes themselves are the foreground RoIs (docs/reference.md §14.10)."""
     gt = np.array([[0, 0, 19, 19], [40, 40, 59, 59]], dtype=np.float32)
     props = np.array([[0, 0, 19, 7], [70, 70, 79, 79]], dtype=np.float32)          # IoU 0.4 and 0
     roidb, _, _ = compute_targets(build_roidb([gt], [np.array([2, 3])], [props], [(80, 80)], NUM_CLASSES),
                                   NUM_CLASSES)
-    keep, labels = sample_rois(roidb[0], SamplerConfig(), np.random.default_rng(0))
+    keep, labels = exercise.sample_rois(roidb[0], SamplerConfig(), np.random.default_rng(0))
     np.testing.assert_array_equal(np.sort(keep[:2]), [0, 1])
     np.testing.assert_array_equal(keep[2:], [2])
     np.testing.assert_array_equal(labels, [roidb[0].max_classes[keep[0]], roidb[0].max_classes[keep[1]], 0])
 
 
-def test_no_padding_when_candidates_are_short():
+def test_no_padding_when_candidates_are_short(exercise):
     """An image with 3 foreground and 5 background candidates contributes exactly those 8 RoIs, not 64: no padding
     and no replacement. The thresholds are inclusive below: IoU 0.5 is foreground, 0.1 background, 0.09 unused."""
     gt = np.array([[0, 0, 9, 9]], dtype=np.float32)
@@ -81,7 +85,7 @@ def test_no_padding_when_candidates_are_short():
     far = [[0, 0, 8, 0]] + [[30, 30, 39, 39]] * 3                          # IoU 0.09 and 0: never sampled
     props = np.array(fg + bg + far, dtype=np.float32)
     roidb, _, _ = compute_targets(build_roidb([gt], [np.array([1])], [props], [(40, 40)], NUM_CLASSES), NUM_CLASSES)
-    keep, labels = sample_rois(roidb[0], SamplerConfig(), np.random.default_rng(1))
+    keep, labels = exercise.sample_rois(roidb[0], SamplerConfig(), np.random.default_rng(1))
     assert len(keep) == 8
     np.testing.assert_array_equal(np.sort(keep[:3]), [0, 1, 2])
     np.testing.assert_array_equal(np.sort(keep[3:]), [3, 4, 5, 6, 7])
