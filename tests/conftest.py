@@ -19,6 +19,7 @@ import pytest
 import minircnn.boxes as _boxes
 import minircnn.data.sampler as _sampler
 import minircnn.evaluation as _evaluation
+import minircnn.inference.svd as _svd
 import minircnn.functional as _functional
 import minircnn.rpn as _rpn
 from minircnn.backend import gpu_available
@@ -26,7 +27,7 @@ from minircnn.backend import gpu_available
 #: exercises beyond the layers: function name -> the package's version
 EXERCISES = {"anchor_targets": _rpn.anchor_targets, "iou": _boxes.iou, "encode": _boxes.encode,
              "decode": _boxes.decode, "nms": _boxes.nms, "voc_ap": _evaluation.voc_ap,
-             "sample_rois": _sampler.sample_rois}
+             "sample_rois": _sampler.sample_rois, "truncated_svd": _svd.truncated_svd}
 
 
 def pytest_addoption(parser):

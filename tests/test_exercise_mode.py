@@ -114,6 +114,7 @@ def test_the_box_exercises_are_checked(tmp_path):
 @pytest.mark.parametrize("skeleton, test_file, functions", [
     ("sampler.py", "tests/data/test_sampler.py", "sample_rois"),
     ("voc_ap.py", "tests/evaluation/test_voc_ap.py", "voc_ap"),
+    ("truncated_svd.py", "tests/inference/test_svd.py", "truncated_svd"),
 ])
 def test_each_skeleton_fails_its_own_tests(skeleton, test_file, functions):
     """Every skeleton in exercises/ is picked up by its test file (the header names its functions) and, as shipped,

@@ -1,11 +1,15 @@
-"""Truncated-SVD compression of fc6/fc7 (minircnn.inference.svd; paper Sec. 3.1, docs/reference.md §11)."""
+"""Truncated-SVD compression of fc6/fc7 (minircnn.inference.svd; paper Sec. 3.1, docs/reference.md §11).
+
+Exercise: ``python -m pytest tests/inference/test_svd.py --impl my_svd.py`` runs the ``truncated_svd`` tests (those
+taking the ``exercise`` fixture) on a learner's version (the skeleton is ``exercises/truncated_svd.py``).
+"""
 import argparse
 
 import numpy as np
 import pytest
 
 from minircnn.models import FastRCNN, build_model
-from minircnn.inference.svd import compress, truncated_svd
+from minircnn.inference.svd import compress
 from minircnn.cli import parse_ranks
 
 
@@ -28,19 +32,31 @@ def with_singular_values(rng, out, inp, s):
     return (q1 * np.asarray(s, dtype=np.float64)) @ q2.T
 
 
-def test_rank_one_factors_by_hand():
+def test_rank_one_factors_by_hand(exercise):
     """W = [[2, 0, 0], [0, 1, 0]] has singular values 2 and 1. Rank 1 keeps the first: U L = [[2, 0, 0],
     [0, 0, 0]], and the singular value sits in L (its row has norm 2; U's column has norm 1), as in
     compress_net.py. With bias b = (0.5, -1) and x = (1, 1, 1): the layer gives (2.5, 0), the rank-1 pair
     (2.5, -1)."""
     w = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    low, up = truncated_svd(w, 1)
+    low, up = exercise.truncated_svd(w, 1)
     assert low.shape == (1, 3) and up.shape == (2, 1)
     np.testing.assert_allclose(up @ low, [[2, 0, 0], [0, 0, 0]], atol=1e-12)
     np.testing.assert_allclose(np.linalg.norm(low, axis=1), [2.0])
     np.testing.assert_allclose(np.linalg.norm(up, axis=0), [1.0])
     x, b = np.ones(3), np.array([0.5, -1.0])
     np.testing.assert_allclose(up @ (low @ x) + b, [2.5, -1.0], atol=1e-12)
+
+
+def test_factors_miss_by_exactly_the_discarded_singular_values(exercise):
+    """Eckart-Young on the factors themselves: a 6 x 9 float32 matrix with singular values 5, 4, 3, 2, 1 factored at
+    rank 2 misses by ||W - U L||_F^2 = 9 + 4 + 1 = 14; U's columns are orthonormal, L's rows have norms 5 and 4, and
+    both keep float32."""
+    w = with_singular_values(np.random.default_rng(5), 6, 9, [5, 4, 3, 2, 1]).astype(np.float32)
+    low, up = exercise.truncated_svd(w, 2)
+    assert low.shape == (2, 9) and up.shape == (6, 2) and low.dtype == up.dtype == np.float32
+    assert float(((w.astype(np.float64) - up.astype(np.float64) @ low) ** 2).sum()) == pytest.approx(14, rel=1e-5)
+    np.testing.assert_allclose(up.T @ up, np.eye(2), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(low, axis=1), [5, 4], rtol=1e-5)
 
 
 def test_compressed_layers_are_named_and_shaped_like_the_original_prototxt():
