@@ -31,7 +31,7 @@ FAST = os.environ.get("MINIRCNN_FAST", "0") not in ("", "0")   # CI sets MINIRCN
 def _runs_root() -> Path:
     """``runs/lessons`` in the repository (a source checkout, whatever the working directory: the lessons run in
     lessons/), else in the working directory."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]           # minircnn/lab/experiments.py -> the checkout
     return (repo if (repo / "setup.py").is_file() else Path.cwd()) / "runs" / "lessons"
 
 

@@ -1,5 +1,6 @@
 """minircnn.lab.experiments: the lessons' cached training runs."""
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -23,6 +24,16 @@ def runs(tmp_path, monkeypatch):
 
 SMALL = dict(iters=2, weights="none", scales=(64,), max_size=100, test_scale=64, test_max_size=100,
              proposals="dense", progress=False)
+
+
+def test_lesson_runs_live_in_the_checkout_s_runs_folder_whatever_the_working_folder(tmp_path, monkeypatch):
+    """In a source checkout the lessons' runs go to <checkout>/runs/lessons, also when the lessons run from
+    lessons/ (their working folder in Jupyter) or from anywhere else."""
+    checkout = pathlib.Path(experiments.__file__).resolve().parents[2]
+    assert (checkout / "setup.py").is_file() and (checkout / "lessons").is_dir()
+    for cwd in (checkout / "lessons", tmp_path):
+        monkeypatch.chdir(cwd)
+        assert experiments._runs_root() == checkout / "runs" / "lessons"
 
 
 def test_a_finished_run_is_read_back_not_repeated(voc, runs, monkeypatch):
