@@ -20,14 +20,12 @@ Data: the roidb holds ground truth only (the proposals come from the network at 
 the image and its boxes alone, so they are computed with the mini-batch in the prefetch thread. The detector's RoIs are
 drawn, after the RPN's forward, by the Fast R-CNN sampler (:func:`minircnn.data.sampler.sample_rois`) from the step's
 proposals with the ground-truth boxes added (so that early, before the RPN has learned, the detector still sees
-objects), from stream :data:`RPN_ROIS`, with background down to IoU 0 (:data:`RPN_BG_THRESH_LO`; Fast R-CNN's sampler
-starts at 0.1). The detector's regression targets are normalised with fixed statistics,
+objects), from stream :data:`RPN_ROIS`. The detector's regression targets are normalised with fixed statistics,
 :data:`TARGET_STDS` (the released code's, for the same reason: the proposals' targets are not known before training).
 Every draw of step i still comes from ``(seed, stream, i)``, so a resumed run is bit-exact.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import numpy as np
@@ -40,14 +38,10 @@ from ..data.transforms import images_to_blob, prepare_image
 from .proposals import TRAIN_PROPOSALS
 from .targets import anchor_targets
 
-__all__ = ["RPN_ROIS", "RPN_BG_THRESH_LO", "TARGET_MEANS", "TARGET_STDS", "JointBatch", "JointTerms",
-           "joint_minibatch", "joint_sampler", "detector_rois", "joint_step", "target_statistics"]
+__all__ = ["RPN_ROIS", "TARGET_MEANS", "TARGET_STDS", "JointBatch", "JointTerms", "joint_minibatch",
+           "detector_rois", "joint_step", "target_statistics"]
 
 RPN_ROIS = 5                                          # the random stream of the detector's RoIs of a step
-# Background RoIs may overlap no object at all (the released end-to-end config's 0.0, not Fast R-CNN's 0.1): selective
-# search boxes hug image structure, but the RPN's test-time proposals include boxes on plain background, and a
-# detector never trained on those scores some of them as objects. Measured in benchmarks/RESULTS.md.
-RPN_BG_THRESH_LO = 0.0
 TARGET_MEANS = (0.0, 0.0, 0.0, 0.0)
 TARGET_STDS = (0.1, 0.1, 0.2, 0.2)                    # (dx, dy, dw, dh), the released end-to-end code's
 
@@ -120,19 +114,13 @@ def joint_minibatch(i, roidb, load_image, preprocessing, sampler, seed, anchors_
                       np.stack([t[0] for t in targets]), np.stack([t[1] for t in targets]))
 
 
-def joint_sampler(config):
-    """The detector's sampler in joint training: ``config.sampler`` with background from :data:`RPN_BG_THRESH_LO`."""
-    return dataclasses.replace(config.sampler, bg_thresh_lo=RPN_BG_THRESH_LO)
-
-
 def detector_rois(proposals, batch, sampler, num_classes, rng, stds=TARGET_STDS):
     """The detector's RoIs of a step, sampled from the RPN's proposals plus the ground truth.
 
     Args:
         proposals: N arrays (P_b, 4) of the step's proposals in blob pixels (host arrays).
         batch: the step's :class:`JointBatch`.
-        sampler: :class:`~minircnn.data.sampler.SamplerConfig` (R/N per image, fg share and IoU thresholds; joint
-            training passes :func:`joint_sampler`).
+        sampler: :class:`~minircnn.data.sampler.SamplerConfig` (R/N per image, fg share and IoU thresholds).
         num_classes: K + 1.
         rng: the generator of stream :data:`RPN_ROIS`.
         stds: the (dx, dy, dw, dh) target stds (means are 0).
@@ -177,7 +165,7 @@ def joint_step(model, batch, i, config, num_classes):
     rpn_scores, rpn_deltas, proposals, _ = model.propose(features, batch.image_sizes, batch.scales,
                                                          TRAIN_PROPOSALS, train=True)
     rpn_terms = model.rpn_loss(rpn_scores, rpn_deltas, batch.anchor_labels, batch.anchor_targets)
-    rois, labels, targets, weights = detector_rois([asnumpy(p) for p in proposals], batch, joint_sampler(config),
+    rois, labels, targets, weights = detector_rois([asnumpy(p) for p in proposals], batch, config.sampler,
                                                    num_classes, step_rng(config.seed, RPN_ROIS, i))
     scores, deltas = model.head_forward(features, model.xp.asarray(rois))
     terms = model.loss(scores, deltas, labels, targets, weights, bbox_loss_weight=config.bbox_loss_weight)

@@ -12,7 +12,7 @@ from minircnn.data import PREPROCESSING_PRESETS, VOCDataset, generate_shapes_dat
 from minircnn.data.roidb import append_flipped, roidb_from_dataset
 from minircnn.data.sampler import SamplerConfig
 from minircnn.rpn import grid_anchors
-from minircnn.rpn.joint import TARGET_STDS, JointBatch, detector_rois, joint_minibatch, joint_sampler
+from minircnn.rpn.joint import TARGET_STDS, JointBatch, detector_rois, joint_minibatch
 from minircnn.training.config import TrainConfig
 
 
@@ -63,20 +63,6 @@ def test_detector_rois_add_the_ground_truth_and_normalise_targets_with_fixed_std
     expected = encode(proposals[0][:1], gt)[0] / np.asarray(TARGET_STDS)
     np.testing.assert_allclose(targets[shifted, 8:12], expected, rtol=1e-6)
     np.testing.assert_array_equal(weights[shifted], [0] * 8 + [1] * 4)
-
-
-def test_joint_training_samples_background_that_overlaps_nothing():
-    """With the joint sampler (background from IoU 0, not 0.1), the far proposal of the test above is a background
-    RoI; the run's other sampler numbers are kept."""
-    gt = np.array([[10, 10, 29, 29]], np.float32)
-    batch = JointBatch(None, np.array([[100, 100]]), np.array([1.0]), [gt], [np.array([2])], None, None)
-    proposals = [np.array([[12, 10, 31, 29], [70, 70, 89, 89]], np.float32)]
-    config = TrainConfig(ims_per_batch=1, batch_size=64, fg_fraction=0.5)
-    sampler = joint_sampler(config)
-    assert sampler.bg_thresh_lo == 0.0 and sampler.fg_fraction == 0.5 and sampler.batch_size == 64
-    rois, labels, _, _ = detector_rois(proposals, batch, sampler, 3, np.random.default_rng(0))
-    assert sorted(labels.tolist()) == [0, 2, 2]
-    np.testing.assert_allclose(rois[labels == 0], [[0, 70, 70, 89, 89]])
 
 
 def test_a_run_trains_both_and_resumes_bit_exactly(tiny_voc, tmp_path):
