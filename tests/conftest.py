@@ -75,8 +75,10 @@ def _functional_namespace(impl_path, names=None):
     if impl_path:
         module = _load_impl(impl_path)
         for name in names:
-            if callable(getattr(module, name, None)):
-                names[name] = getattr(module, name)
+            fn = getattr(module, name, None)
+            # only what the file defines: a package function it imports (e.g. iou for anchor_targets) is not its own
+            if callable(fn) and getattr(fn, "__module__", None) == module.__name__:
+                names[name] = fn
                 overridden.append(name)
     ns = types.SimpleNamespace(**names)
     ns.overridden = tuple(overridden)
