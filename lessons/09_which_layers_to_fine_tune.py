@@ -20,9 +20,10 @@
 # pooling lets the gradient reach them (that is what lessons 02–03 built). Test time is the same in every case
 # (0.32 s/image): freezing changes training only.
 #
-# **Our version.** The tiny backbone has five convs (`conv1` … `conv5`, one per stage), then fc6, fc7 and the two
-# output layers. It starts from the classifier that `minircnn.pretrain` trained on the generated ImageNet stand-in.
-# We train three detectors that differ only in `TrainConfig.frozen`:
+# **Our version.** Section 0 first turns a classifier into a detector: the paper's three transformations. The tiny
+# backbone has five convs (`conv1` … `conv5`, one per stage), then fc6, fc7 and the two output layers. It starts
+# from the classifier that `minircnn.pretrain` trained on the generated ImageNet stand-in. We train three detectors
+# that differ only in `TrainConfig.frozen`:
 #
 # | variant | frozen | paper's counterpart |
 # |---|---|---|
@@ -42,10 +43,12 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
+import minircnn.functional as F
 from minircnn.training.config import get_preset
 from minircnn.data import VOCDataset
 from minircnn.lab.experiments import (FAST, FAST_CHANGES, detect_test_split, lesson_dataset, map_spread,
                                       train_detector, training_minibatch)
+from minircnn.models.classifier import build_classifier, from_classifier
 from minircnn.training.initialization import apply_frozen, initial_model
 
 CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")
@@ -55,6 +58,51 @@ VARIANTS = {                       # name -> (run tag, frozen layers); "default"
     "everything": ("default", ()),
 }
 root = lesson_dataset()            # data/shapes (generated on first use); with MINIRCNN_FAST a few images
+
+# %% [markdown]
+# ## 0. From a classifier to a detector: the three transformations
+#
+# Before any fine-tuning, the pretrained classifier must become a detector. The paper does it in three steps
+# (Sec. 2.2), written out in `minircnn/models/classifier.py` (`from_classifier`). Here they are on a tiny classifier
+# with random weights for 10 classes (the transformations do not depend on the weights), made into a detector for
+# K = 5 classes.
+#
+# **1. The last max pool becomes a RoI pool** with the grid fc6 was trained on (7 × 7 here, as in VGG16). On a
+# 224-pixel input, the classifier's pool5 halves the 14 × 14 conv map. A RoI pool over the RoI that covers exactly
+# those 14 × 14 cells (pixels 0 … 215: 215/16 rounds to cell 13) cuts each bin to two cells, the same windows as
+# pool5. The RoI over the whole image (pixels 0 … 223) rounds to 15 cells instead (lesson 02), and its bins differ.
+
+# %%
+classifier = build_classifier("tiny", 10, seed=0)
+crop = np.random.default_rng(0).standard_normal((1, 3, classifier.input_size, classifier.input_size))
+conv5 = classifier.backbone.forward(crop.astype(np.float32), train=False)
+pool5, _ = F.max_pool2d_forward(conv5, kernel_size=2, stride=2)
+print(f"{classifier.input_size}-px input -> conv map {conv5.shape[2:]} -> pool5 {pool5.shape[1:]}")
+for last_pixel in (215, 223):
+    roi = np.array([[0, 0, 0, last_pixel, last_pixel]], np.float32)
+    pooled, _ = F.roi_pool_forward(conv5, roi, output_size=(7, 7), spatial_scale=1 / 16)
+    print(f"RoI pool of pixels 0..{last_pixel}: shape {pooled.shape[1:]}, largest difference from pool5 "
+          f"{np.abs(pooled - pool5).max():.4f}")
+
+# %% [markdown]
+# **2. The last fc layer and its softmax over the classifier's classes give way to two sibling layers**: `cls_score`
+# (K + 1 scores, softmax) and `bbox_pred` (4 box deltas per class), both new and initialised from small Gaussians;
+# every other weight is copied. **3. The network takes two inputs**: a batch of images and a list of RoIs, each
+# `(image index, x1, y1, x2, y2)`; every RoI gets its own scores and boxes.
+
+# %%
+detector = from_classifier(classifier, num_classes=6)
+before, after = classifier.state_dict(), detector.state_dict()
+print("classifier's last layers:", [layer.name for layer in classifier.layers][-3:])
+print("detector's last layers:  ", [layer.name for layer in detector.layers][-3:])
+print("dropped:", {k: v.shape for k, v in before.items() if k not in after})
+print("new:    ", {k: v.shape for k, v in after.items() if k not in before})
+copied = [k for k in before if k in after and np.array_equal(before[k], after[k])]
+print(f"copied unchanged: {len(copied)} arrays ({', '.join(sorted({k.split('.')[0] for k in copied}))})")
+images = np.concatenate([crop, crop]).astype(np.float32)
+rois = np.array([[0, 0, 0, 100, 80], [0, 30, 40, 200, 220], [1, 10, 10, 60, 60]], np.float32)
+probs, deltas = detector.predict(images, rois)
+print(f"two images and {len(rois)} RoIs in: class probabilities {probs.shape}, box deltas {deltas.shape}")
 
 # %% [markdown]
 # ## 1. What freezing saves: the backward pass
