@@ -373,7 +373,7 @@ def nms(boxes, scores, threshold, block=None, max_keep=None):
     # before paying for a big block-against-itself IoU.
     size = min(_FIRST_BLOCK, block)
     with np.errstate(divide="ignore", invalid="ignore"):
-        while undecided.size and num_kept < max_keep:
+        while undecided.size:
             cand, later = undecided[:size], undecided[size:]
             ov = overlaps(cand, cand)
             ov &= upper[:cand.size, :cand.size]

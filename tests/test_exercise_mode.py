@@ -9,13 +9,16 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def _pytest(test_file, impl, *args):
+    """Run one test file in exercise mode on the file ``impl``, in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "pytest", str(test_file), "--impl", str(impl),
+                           "-p", "no:cacheprovider", *args], capture_output=True, text=True, cwd=ROOT)
+
+
 def _run_layer_tests(impl, test_file, tmp_path, *args):
     path = tmp_path / "my_layers.py"
     path.write_text(textwrap.dedent(impl))
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "tests" / "functional" / test_file), "--impl", str(path),
-         "-p", "no:cacheprovider", *args],
-        capture_output=True, text=True, cwd=ROOT)
+    return _pytest(ROOT / "tests" / "functional" / test_file, path, *args)
 
 
 def test_a_wrong_backward_fails_the_gradient_check(tmp_path):
@@ -78,8 +81,7 @@ def test_the_anchor_target_exercise_is_checked(tmp_path):
     learner's function."""
     test_file = ROOT / "tests" / "rpn" / "test_anchor_targets.py"
     skeleton = ROOT / "exercises" / "anchor_targets.py"
-    run = subprocess.run([sys.executable, "-m", "pytest", str(test_file), "--impl", str(skeleton),
-                          "-p", "no:cacheprovider"], capture_output=True, text=True, cwd=ROOT)
+    run = _pytest(test_file, skeleton)
     assert run.returncode == 1 and "NotImplementedError" in run.stdout, run.stdout + run.stderr
     assert "provides anchor_targets;" in run.stdout          # not iou or encode, which the skeleton imports
 
@@ -88,8 +90,7 @@ def test_the_anchor_target_exercise_is_checked(tmp_path):
     assert no_border != package
     path = tmp_path / "my_rpn.py"
     path.write_text(no_border)
-    run = subprocess.run([sys.executable, "-m", "pytest", str(test_file), "--impl", str(path),
-                          "-p", "no:cacheprovider"], capture_output=True, text=True, cwd=ROOT)
+    run = _pytest(test_file, path)
     failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 1 and "test_anchors_crossing_the_border_are_ignored" in failed[0], run.stdout
 
@@ -99,15 +100,12 @@ def test_the_box_exercises_are_checked(tmp_path):
     header names all four; a plain learner's answer without input checks (tests/fixtures/learner_boxes.py) passes
     every test of tests/test_boxes.py."""
     test_file = ROOT / "tests" / "test_boxes.py"
-    run = subprocess.run([sys.executable, "-m", "pytest", str(test_file), "--impl", str(ROOT / "exercises" / "boxes.py"),
-                          "-p", "no:cacheprovider"], capture_output=True, text=True, cwd=ROOT)
+    run = _pytest(test_file, ROOT / "exercises" / "boxes.py")
     assert run.returncode == 1 and "NotImplementedError" in run.stdout, run.stdout + run.stderr
     assert "provides iou, encode, decode, nms" in run.stdout
     failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED")]
     assert any("test_iou" in f for f in failed) and any("test_nms" in f for f in failed)
-    run = subprocess.run([sys.executable, "-m", "pytest", str(test_file), "--impl",
-                          str(ROOT / "tests" / "fixtures" / "learner_boxes.py"), "-p", "no:cacheprovider"],
-                         capture_output=True, text=True, cwd=ROOT)
+    run = _pytest(test_file, ROOT / "tests" / "fixtures" / "learner_boxes.py")
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -119,9 +117,7 @@ def test_the_box_exercises_are_checked(tmp_path):
 def test_each_skeleton_fails_its_own_tests(skeleton, test_file, functions):
     """Every skeleton in exercises/ is picked up by its test file (the header names its functions) and, as shipped,
     fails the tests of those functions with NotImplementedError while the package's other tests still pass."""
-    run = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / test_file), "--impl",
-                          str(ROOT / "exercises" / skeleton), "-p", "no:cacheprovider"],
-                         capture_output=True, text=True, cwd=ROOT)
+    run = _pytest(ROOT / test_file, ROOT / "exercises" / skeleton)
     assert run.returncode == 1 and "NotImplementedError" in run.stdout, run.stdout + run.stderr
     assert f"provides {functions};" in run.stdout
     assert " passed" in run.stdout.splitlines()[-1]
