@@ -46,8 +46,8 @@ import numpy as np
 import minircnn.functional as F
 from minircnn.training.config import get_preset
 from minircnn.data import VOCDataset
-from minircnn.lab.experiments import (FAST, FAST_CHANGES, detect_test_split, lesson_dataset, map_spread,
-                                      train_detector, training_minibatch)
+from minircnn.lab.experiments import (FAST, FAST_CHANGES, SEEDS, compare_runs, lesson_dataset, train_seeds,
+                                      training_minibatch)
 from minircnn.models.classifier import build_classifier, from_classifier
 from minircnn.training.initialization import apply_frozen, initial_model
 
@@ -212,14 +212,22 @@ print(f"{'  predicted (mult-adds)':28s}" + "".join(f"{predicted[n] / predicted['
 #
 # ## 3. Train the three detectors
 #
-# Each run is the tiny preset (3000 SGD steps of two images and 128 RoIs) with only `frozen` changed. The full
-# model's run is the tag `"default"`, shared with the other lessons. A finished run is read back from
-# `runs/lessons/<tag>/`; a missing one trains (a few minutes each on a laptop CPU). With `MINIRCNN_FAST=1` each run
-# is a few steps from scratch on a few images: every line executes, no number means anything.
+# Each run is the tiny preset (3000 SGD steps of two images and 128 RoIs) with only `frozen` changed. One run is one
+# draw: the seed decides the initial weights of the new layers, the mini-batches and the flips, and mAP moves by
+# about 0.01 from seed to seed. So each variant is trained once per seed in `SEEDS` (`train_seeds`), and the table
+# gives the mean. The full model's runs are the tag `"default"`, shared with the other lessons. A finished run is
+# read back from `runs/lessons/<tag>/`; a missing one trains (a few minutes each on a laptop CPU). With
+# `MINIRCNN_FAST=1` each run is a few steps from scratch on a few images: every line executes, no number means
+# anything.
 
 # %%
-runs = {name: train_detector(tag, root, frozen=frozen) if frozen else train_detector(tag, root)
+runs = {name: train_seeds(tag, root, frozen=frozen) if frozen else train_seeds(tag, root)
         for name, (tag, frozen) in VARIANTS.items()}
+
+
+def mean_map(name):
+    """The variant's mAP, averaged over its seeds."""
+    return float(np.mean([run.metrics["map"] for run in runs[name]]))
 
 
 def training_seconds(run):
@@ -228,26 +236,29 @@ def training_seconds(run):
     return float(last.split(",")[-1])
 
 
-print(f"\n{'variant':13s} {'frozen':30s} {'trainable':>10s} {'mAP':>6s} {'step (ms)':>10s} {'run (s)':>8s} "
-      f"{'test (s/img)':>13s}")
-for name, run in runs.items():
+print(f"\n{'variant':13s} {'frozen':30s} {'trainable':>10s} {'mAP (mean of ' + str(len(SEEDS)) + ')':>16s} "
+      f"{'each seed':>20s} {'step (ms)':>10s} {'run (s)':>8s} {'test (s/img)':>13s}")
+for name, seeds in runs.items():
     apply_frozen(model, VARIANTS[name][1])
+    each = " ".join(f"{run.metrics['map']:.3f}" for run in seeds)
     print(f"{name:13s} {','.join(VARIANTS[name][1]) or '-':30s} {model.num_parameters(trainable_only=True):10,d} "
-          f"{run.metrics['map']:6.3f} {sum(timing[name]) * 1e3:10.1f} {training_seconds(run):8.0f} "
-          f"{run.metrics['seconds_per_image']:13.3f}")
+          f"{mean_map(name):16.3f} {each:>20s} {sum(timing[name]) * 1e3:10.1f} "
+          f"{np.median([training_seconds(run) for run in seeds]):8.0f} "
+          f"{np.median([run.metrics['seconds_per_image'] for run in seeds]):13.3f}")
 
 # %% [markdown]
-# `step` is the measurement of section 2; `run` is the whole training run as its log recorded it, which also
+# `step` is the measurement of section 2; `run` is the whole training run as its log recorded it (median over the
+# seeds), which also
 # depends on whatever else the machine was doing at the time (the runs were not trained side by side); `test` is
 # the time per test image (the convs run forward only at test time, frozen or not).
 
 # %%
 names = list(VARIANTS)
-maps = [runs[n].metrics["map"] for n in names]
+maps = [mean_map(n) for n in names]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 bars = axes[0].bar(names, maps, color=["tab:grey", "tab:blue", "tab:green"])
 axes[0].bar_label(bars, fmt="%.3f")
-axes[0].set_ylabel("VOC07 mAP (test split)")
+axes[0].set_ylabel(f"VOC07 mAP (test split, mean of {len(SEEDS)} seeds)")
 axes[0].set_title("accuracy: which layers are fine-tuned")
 fwd = np.array([timing[n][0] for n in names]) * 1e3
 bwd = np.array([timing[n][1] for n in names]) * 1e3
@@ -265,28 +276,25 @@ plt.show()
 # The paper's two findings, in order: fine-tuning the convs matters (fc6-only loses 5.5 points), and fine-tuning
 # the lowest ones hardly does (+0.3 from conv2_1, for 32% more training time).
 #
-# First a yardstick. Our test split has 150 images; had it been 150 others, every mAP would come out a little
-# different. `map_spread` estimates by how much: it recomputes the full model's mAP on many resamples of the test
-# images (drawn with replacement) and returns their standard deviation. Then our differences, marked where they are
-# more than twice that spread:
+# The yardstick, the same in every lesson (`compare_runs`): both variants are scored on many resamples of the 150
+# test images (drawn with replacement), each resample scoring *both* on the same images, which gives a 95 % interval
+# for the difference of their mean mAPs; and the seed-to-seed standard deviation says how far one run moves by
+# chance. The rule: two variants differ only if the interval excludes zero *and* the difference exceeds twice the
+# seed-to-seed standard deviation. The sentences below are written from the numbers by that rule.
 
 # %%
-test_split, found = detect_test_split(runs["everything"])
-spread = map_spread(test_split, *found)
-print(f"spread of the full model's mAP over resamples of the test images: {spread:.3f}\n")
 step = {name: sum(t) for name, t in timing.items()}
-for text, a, b, paper in (("conv3..conv5 fine-tuned too (conv3 and up - fc6 and up)", "conv3 and up", "fc6 and up",
-                           "+0.055"),
-                          ("conv1, conv2 fine-tuned too (everything - conv3 and up)", "everything", "conv3 and up",
+for text, a, b, paper in (("conv3..conv5 fine-tuned too", "conv3 and up", "fc6 and up", "+0.055"),
+                          ("conv1, conv2 fine-tuned too", "everything", "conv3 and up",
                            "+0.003, +32% training time")):
-    diff = runs[a].metrics["map"] - runs[b].metrics["map"]
-    size = "beyond 2 x spread" if abs(diff) > 2 * spread else "within 2 x spread"
-    print(f"{text:56s} mAP {diff:+.3f} ({size}), time per step {step[a] / step[b] - 1:+.0%}   (paper: {paper})")
+    result = compare_runs(runs[a], runs[b], (f"'{a}'", f"'{b}'"))
+    print(f"{text}: mAP {result['difference']:+.3f}, time per step {step[a] / step[b] - 1:+.0%}   (paper: {paper})")
+    print(f"  {result['verdict']}\n")
 
 # %% [markdown]
-# How to read these numbers. A difference within twice the spread could come from the choice of test images
-# alone, and each variant is also one training run with one seed, which adds variation of its own (measure it:
-# see below). Three differences from the paper's setting can change the size of the effects, either way.
+# How to read these numbers. "Do not differ" is not "equal": it says that this test set and these seeds cannot tell
+# the variants apart, and a small effect such as the paper's 0.3 points would need far more test images. Three
+# differences from the paper's setting can change the size of the effects, either way.
 #
 # * *How the convs were pretrained.* The paper's argument that the lowest layers are generic rests on ImageNet:
 #   VGG16's first layers saw 1.2 million natural images and learned edge and colour detectors that suit any
@@ -304,7 +312,6 @@ for text, a, b, paper in (("conv3..conv5 fine-tuned too (conv3 and up - fc6 and 
 # ## Try this next
 #
 # * Freeze only `conv1`, or `conv1`..`conv4`: where does mAP start to drop? Add the variants to `VARIANTS`.
-# * Repeat a variant with `seed=4` and `seed=5` (each a new tag): how far does mAP move between seeds, compared
-#   with the spread over test images?
+# * Add seeds (`train_seeds(..., seeds=(3, 4, 5, 6, 7))`): does the interval narrow, and does a verdict change?
 # * Freeze fc6 and fc7 as well (only the two output layers learn): how much is left of the detector?
 # * Time the step at `scales=(576,)` (the mini-batch of section 1): do the frozen convs save more on larger images?

@@ -41,7 +41,7 @@ import numpy as np
 from minircnn.training.config import get_preset
 from minircnn.data import VOCDataset
 from minircnn.data.proposals import proposals_for_split
-from minircnn.lab.experiments import FAST, FAST_CHANGES, detect_test_split, lesson_dataset, map_spread, train_detector
+from minircnn.lab.experiments import FAST, FAST_CHANGES, SEEDS, compare_runs, lesson_dataset, train_seeds
 from minircnn.training.minibatches import build_training_roidb
 from minircnn.training.log import read_log
 
@@ -79,9 +79,11 @@ print("nested:", all(set(chosen[a]) <= set(chosen[b]) for a, b in zip(SIZES, SIZ
 #
 # ## 2. Train
 #
-# Five detectors: three sizes with flips, two without. A finished run is read back from `runs/lessons/<tag>/`; a
-# missing one trains (a few minutes each on a laptop CPU). With `MINIRCNN_FAST=1` each run is a few steps from
-# scratch on a few images: every line executes, no number means anything.
+# Five detectors: three sizes with flips, two without, each trained once per seed in `SEEDS` (one run is one draw:
+# the seed decides the new layers' initial weights, the mini-batches, the flips and which images a subset holds).
+# The tables give the mean over the seeds. A finished run is read back from `runs/lessons/<tag>/`; a missing one
+# trains (a few minutes each on a laptop CPU). With `MINIRCNN_FAST=1` each run is a few steps from scratch on a few
+# images: every line executes, no number means anything.
 
 # %%
 VARIANTS = {(N // 4, True): f"images{N // 4}", (N // 2, True): f"images{N // 2}", (N, True): "default",
@@ -89,33 +91,41 @@ VARIANTS = {(N // 4, True): f"images{N // 4}", (N // 2, True): f"images{N // 2}"
 runs = {}
 for (n, flip), tag in VARIANTS.items():
     changes = ({"train_images": n} if n < N else {}) | ({} if flip else {"flip": False})
-    runs[n, flip] = train_detector(tag, root, **changes)
+    runs[n, flip] = train_seeds(tag, root, **changes)
 
 
-def final_training_loss(run, last=100):
-    """Mean total loss (cls + lambda * bbox) over the run's last ``last`` steps, from its log.csv."""
-    rows = read_log(run.out / "log.csv", run.config.iters)[-last:]
-    return np.mean([float(r["loss_cls"]) + run.config.bbox_loss_weight * float(r["loss_bbox"]) for r in rows])
+def mean_map(key):
+    """The variant's test mAP, averaged over its seeds."""
+    return float(np.mean([run.metrics["map"] for run in runs[key]]))
 
 
-print(f"\n{'images':>7s} {'flip':>5s} {'steps':>6s} {'epochs':>7s} {'final train loss':>17s} {'test mAP':>9s}")
-for (n, flip), run in runs.items():
-    epochs = run.config.iters * run.config.ims_per_batch / (n * (1 + flip))
-    print(f"{n:7d} {str(flip):>5s} {run.config.iters:6d} {epochs:7.1f} {final_training_loss(run):17.3f} "
-          f"{run.metrics['map']:9.3f}")
+def final_training_loss(seeds, last=100):
+    """Mean total loss (cls + lambda * bbox) over the runs' last ``last`` steps, from their log.csv files."""
+    rows = [(run, r) for run in seeds for r in read_log(run.out / "log.csv", run.config.iters)[-last:]]
+    return np.mean([float(r["loss_cls"]) + run.config.bbox_loss_weight * float(r["loss_bbox"]) for run, r in rows])
+
+
+print(f"\n{'images':>7s} {'flip':>5s} {'steps':>6s} {'epochs':>7s} {'final train loss':>17s} {'test mAP':>9s}   "
+      f"each seed's mAP")
+for (n, flip), seeds in runs.items():
+    config = seeds[0].config
+    epochs = config.iters * config.ims_per_batch / (n * (1 + flip))
+    print(f"{n:7d} {str(flip):>5s} {config.iters:6d} {epochs:7.1f} {final_training_loss(seeds):17.3f} "
+          f"{mean_map((n, flip)):9.3f}   " + " ".join(f"{run.metrics['map']:.3f}" for run in seeds))
 
 # %% [markdown]
 # An epoch is one pass over the roidb (the flipped copies included). The training loss is the mean over the last
-# 100 steps, on the mini-batches the run trained on; mAP is on the test images, which no run saw.
+# 100 steps of every seed's run, on the mini-batches the runs trained on; mAP is on the test images, which no run
+# saw (the mean over the seeds, then each seed's).
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 for flip, style in ((True, "o-"), (False, "s--")):
     sizes = [n for n in SIZES if (n, flip) in runs]
     label = "with flipped copies" if flip else "without"
-    axes[0].plot(sizes, [runs[n, flip].metrics["map"] for n in sizes], style, label=label)
+    axes[0].plot(sizes, [mean_map((n, flip)) for n in sizes], style, label=label)
     axes[1].plot(sizes, [final_training_loss(runs[n, flip]) for n in sizes], style, label=label)
-axes[0].set_ylabel("VOC07 mAP on the test split")
+axes[0].set_ylabel(f"VOC07 mAP on the test split (mean of {len(SEEDS)} seeds)")
 axes[0].set_title("test accuracy vs amount of training data")
 axes[1].set_ylabel("training loss, last 100 steps")
 axes[1].set_title("training loss vs amount of training data")
@@ -132,36 +142,35 @@ plt.show()
 #
 # The paper's finding is that mAP keeps rising with more data (+3.1 points for about three times the images).
 #
-# First a yardstick. Our test split has 150 images; had it been 150 others, every mAP would come out a little
-# different. `map_spread` estimates by how much: it recomputes the full-data detector's mAP on many resamples of
-# the test images (drawn with replacement) and returns their standard deviation. Then our differences, marked where
-# they are more than twice that spread:
+# The yardstick, the same in every lesson (`compare_runs`): both sides are scored on many resamples of the 150 test
+# images (drawn with replacement), each resample scoring *both* on the same images, which gives a 95 % interval for
+# the difference of their mean mAPs; and the seed-to-seed standard deviation says how far one run moves by chance.
+# The rule: two sides differ only if the interval excludes zero *and* the difference exceeds twice the seed-to-seed
+# standard deviation. The sentences below are written from the numbers by that rule.
 
 # %%
-test_split, found = detect_test_split(runs[N, True])
-spread = map_spread(test_split, *found)
-print(f"spread of the full-data detector's mAP over resamples of the test images: {spread:.3f}\n")
-m = {key: run.metrics["map"] for key, run in runs.items()}
 q, h = N // 4, N // 2
+verdicts = {}
 for text, a, b in ((f"doubling the images, with flips: {q} -> {h}", (h, True), (q, True)),
                    (f"doubling the images, with flips: {h} -> {N}", (N, True), (h, True)),
                    (f"doubling the images, no flips: {h} -> {N}", (N, False), (h, False)),
                    (f"adding flipped copies to {h} images", (h, True), (h, False)),
                    (f"adding flipped copies to {N} images", (N, True), (N, False)),
                    (f"{h} images + flips vs {N} images without ({2 * h} entries each)", (h, True), (N, False))):
-    diff = m[a] - m[b]
-    print(f"{text:62s} {diff:+.3f}  ({'beyond' if abs(diff) > 2 * spread else 'within'} 2 x spread)")
-rises = [m[h, True] - m[q, True], m[N, True] - m[h, True]]
-if all(d > 0 for d in rises):
-    verdict = "rises at every doubling, as the paper's does" + (
-        "" if all(d > 2 * spread for d in rises) else " (though not every rise is beyond twice the spread)")
+    result = verdicts[a, b] = compare_runs(runs[a], runs[b], (f"{a[0]} images{' + flips' * a[1]}",
+                                                              f"{b[0]} images{' + flips' * b[1]}"))
+    print(f"{text}: mAP {result['difference']:+.3f}\n  {result['verdict']}\n")
+rises = [verdicts[(h, True), (q, True)], verdicts[(N, True), (h, True)]]
+if all(r["sign"] > 0 for r in rises):
+    print("with flips, mAP rises beyond noise at every doubling, as the paper's does")
+elif all(r["difference"] > 0 for r in rises):
+    print("with flips, mAP rises at every doubling, but not every rise is beyond noise")
 else:
-    verdict = "does not rise at every doubling: see below"
-print("\nwith flips, mAP", verdict)
+    print("with flips, mAP does not rise at every doubling: see below")
 
 # %% [markdown]
-# How to read these numbers. A difference within twice the spread could come from the choice of test images
-# alone, and each point is also one training run with one seed, which adds variation of its own.
+# How to read these numbers. "Do not differ" is not "equal": it says that these test images and these seeds cannot
+# tell the two apart.
 #
 # What works against more data in our setting, worth keeping in mind where a doubling does not help: the number of
 # SGD steps is fixed (the paper raised it by half for its larger set), so a larger set is seen for fewer epochs, and

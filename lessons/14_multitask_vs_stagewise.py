@@ -46,7 +46,8 @@ from minircnn.data import VOCDataset
 from minircnn.data.proposals import proposals_for_split
 from minircnn.inference import im_detect
 from minircnn.evaluation import score_detections
-from minircnn.lab.experiments import (FAST, detect_test_split, lesson_dataset, map_spread, train_detector,
+from minircnn.lab.experiments import (FAST, SEEDS, compare_runs, detect_test_split, lesson_dataset, seed_tag,
+                                      train_detector, train_seeds,
                                       training_minibatch)
 from minircnn.models import multitask_loss
 from minircnn.training.log import read_log
@@ -109,35 +110,42 @@ print(f"\ncheck: the gradient of the sum is the sum of the gradients (largest re
 #
 # Two training runs beside the default one: (a) with $\lambda = 0$, and (c) from (a)'s checkpoint with every layer
 # frozen except `bbox_pred` (so only the box loss can change anything; training it costs a forward pass and one
-# small backward per step). A finished run is read back from `runs/lessons/<tag>/`; a missing one trains (a few
-# minutes each on a laptop CPU). With `MINIRCNN_FAST=1` each run is a few steps from scratch on a few images: every
-# line executes, no number means anything.
+# small backward per step). One run is one draw (the seed decides the new layers' initial weights, the mini-batches
+# and the flips), so each recipe is trained once per seed in `SEEDS`, and each seed's (c) starts from the same
+# seed's (a). A finished run is read back from `runs/lessons/<tag>/`; a missing one trains (a few minutes each on a
+# laptop CPU). With `MINIRCNN_FAST=1` each run is a few steps from scratch on a few images: every line executes, no
+# number means anything.
 
 # %%
-cls_only = train_detector("lambda0", root, bbox_loss_weight=0)
-stagewise = train_detector("stagewise", root, weights=str(cls_only.checkpoint), frozen=EVERY_LAYER_BUT_BBOX_PRED)
+defaults = train_seeds("default", root)
+cls_onlys = train_seeds("lambda0", root, bbox_loss_weight=0)
+stagewises = [train_detector(seed_tag("stagewise", seed), root, seed=seed, weights=str(run.checkpoint),
+                             frozen=EVERY_LAYER_BUT_BBOX_PRED) for seed, run in zip(SEEDS, cls_onlys)]
+cls_only, stagewise = cls_onlys[0], stagewises[0]            # the default seed's runs, for the closer looks below
 
 before, after = load_checkpoint(cls_only.checkpoint).model, load_checkpoint(stagewise.checkpoint).model
 changed = [k for k, v in before.state_dict().items() if not np.array_equal(v, after.state_dict()[k])]
 print("parameters that stage-wise training changed:", changed)
 
 
-def mean_ap(run, bbox_reg):
-    """VOC07 mAP of a run's detector on the test split, with or without test-time box regression."""
-    dataset, found = detect_test_split(run, bbox_reg=bbox_reg)
-    return score_detections(dataset, *found, dataset.class_names)[0]["map"]
+def detections(runs, bbox_reg):
+    """Each run's detections on the test split, with or without test-time box regression."""
+    return [detect_test_split(run, bbox_reg=bbox_reg)[1] for run in runs]
 
 
-COLUMNS = {   # column -> (mAP, training, box regression at test); the runs' own metrics are with box regression
-    "(a)": (mean_ap(cls_only, bbox_reg=False), "classification only (lambda = 0)", "no"),
-    "(b)": (mean_ap(default, bbox_reg=False), "multi-task", "no"),
-    "(c)": (stagewise.metrics["map"], "(a), then bbox_pred alone", "yes"),
-    "(d)": (default.metrics["map"], "multi-task", "yes"),
-}
+test_split = detect_test_split(default)[0]
+FOUND = {"(a)": detections(cls_onlys, False), "(b)": detections(defaults, False),
+         "(c)": detections(stagewises, True), "(d)": detections(defaults, True)}
+COLUMNS = {   # column -> (mAP, mean over the seeds; training; box regression at test)
+    col: (float(np.mean([score_detections(test_split, *f, test_split.class_names)[0]["map"] for f in FOUND[col]])),
+          training, reg)
+    for col, training, reg in (("(a)", "classification only (lambda = 0)", "no"), ("(b)", "multi-task", "no"),
+                               ("(c)", "(a), then bbox_pred alone", "yes"), ("(d)", "multi-task", "yes"))}
 PAPER_L = {"(a)": 62.6, "(b)": 63.4, "(c)": 64.0, "(d)": 66.9}
-print(f"\n{'':4s} {'training':34s} {'box reg.':>8s} {'ours':>6s} {'paper, VGG16':>13s}")
+print(f"\n{'':4s} {'training':34s} {'box reg.':>8s} {'ours (mean of ' + str(len(SEEDS)) + ')':>16s} "
+      f"{'paper, VGG16':>13s}")
 for col, (m, training, reg) in COLUMNS.items():
-    print(f"{col:4s} {training:34s} {reg:>8s} {m:6.3f} {PAPER_L[col] / 100:13.3f}")
+    print(f"{col:4s} {training:34s} {reg:>8s} {m:16.3f} {PAPER_L[col] / 100:13.3f}")
 
 # %%
 cols = list(COLUMNS)
@@ -226,29 +234,24 @@ plt.show()
 # %% [markdown]
 # ## 4. Does our result point the paper's way?
 #
-# First a yardstick. Our test split has 150 images; had it been 150 others, every mAP would come out a little
-# different. `map_spread` estimates by how much: it recomputes the default detector's mAP on many resamples of the
-# test images (drawn with replacement) and returns their standard deviation. Then the paper's differences and
-# ours, marked where ours is more than twice that spread:
+# The yardstick, the same in every lesson (`compare_runs`): both columns are scored on many resamples of the 150
+# test images (drawn with replacement), each resample scoring *both* on the same images, which gives a 95 % interval
+# for the difference of their mean mAPs; and the seed-to-seed standard deviation says how far one run moves by
+# chance. The rule: two columns differ only if the interval excludes zero *and* the difference exceeds twice the
+# seed-to-seed standard deviation. The sentences below are written from the numbers by that rule.
 
 # %%
-test_split, found = detect_test_split(default)
-spread = map_spread(test_split, *found)
-print(f"spread of the default detector's mAP over resamples of the test images: {spread:.3f}\n")
-m = {c: v[0] for c, v in COLUMNS.items()}
-for text, diff, paper in (
-        ("(b) - (a): the box loss during training, boxes unused at test", m["(b)"] - m["(a)"], 0.8),
-        ("(c) - (a): a regressor fitted afterwards", m["(c)"] - m["(a)"], 1.4),
-        ("(d) - (c): multi-task instead of stage-wise", m["(d)"] - m["(c)"], 2.9),
-        ("(d) - (b): box regression, in the multi-task detector", m["(d)"] - m["(b)"], 3.5)):
-    agree = "same sign as" if diff * paper > 0 else "not the sign of"
-    size = "beyond 2 x spread" if abs(diff) > 2 * spread else "within 2 x spread"
-    print(f"{text:62s} {diff:+.3f}  {size}  ({agree} the paper's {paper / 100:+.3f})")
+for text, a, b, paper in (("(b) - (a): the box loss during training, boxes unused at test", "(b)", "(a)", 0.8),
+                          ("(c) - (a): a regressor fitted afterwards", "(c)", "(a)", 1.4),
+                          ("(d) - (c): multi-task instead of stage-wise", "(d)", "(c)", 2.9),
+                          ("(d) - (b): box regression, in the multi-task detector", "(d)", "(b)", 3.5)):
+    result = compare_runs(FOUND[a], FOUND[b], (a, b), dataset=test_split)
+    agree = "the same sign as" if result["difference"] * paper > 0 else "not the sign of"
+    print(f"{text}: {result['difference']:+.3f}, {agree} the paper's {paper / 100:+.3f}\n  {result['verdict']}\n")
 
 # %% [markdown]
-# How to read these numbers. A difference within twice the spread could come from the choice of test images alone,
-# and each detector is also one training run with one seed, which adds variation of its own (measure it: see
-# below). The paper's (b) − (a) is under one point on 5000 test images, a small effect to look for on 150.
+# How to read these numbers. "Do not differ" is not "equal": it says that these test images and these seeds cannot
+# tell the two apart. The paper's (b) − (a) is under one point on 5000 test images, a small effect to look for on 150.
 #
 # Section 3 tells how much there was to find. Every column with box regression can beat its counterpart without
 # only by as much as the regressors move the boxes: if the box loss fell little in training and the mean IoU of
@@ -266,7 +269,8 @@ for text, diff, paper in (
 #
 # * Train $\lambda = 0.5$ and $\lambda = 2$ (`bbox_loss_weight`, new tags) and plot mAP with and without box
 #   regression against $\lambda$.
-# * Repeat (a) and the default run with `seed=4` and `seed=5`: is (b) − (a) larger than the spread between seeds?
+# * Add seeds (`train_seeds(..., seeds=(3, 4, 5, 6, 7))`, and as many stage-wise runs): does (b) − (a)'s
+#   interval narrow enough to decide?
 # * Stage-wise with more freedom: unfreeze fc7 as well (remove it from `EVERY_LAYER_BUT_BBOX_PRED`). Does (c) close
 #   the gap to (d)? What happens to mAP without box regression, now that fc7 learns from the box loss alone?
 # * Give the regressors more time: train the default and the stage-wise run for 2400 steps (`iters=2400,

@@ -12,8 +12,18 @@ A lesson that compares training choices (which layers to fine-tune, lambda, how 
 Each run goes through :func:`minircnn.training.loop.train` (the same code as the command line) into
 ``runs/lessons/<tag>/`` of the repository; when that folder already holds the metrics of the same resolved config,
 the run is read back instead of repeated. With ``MINIRCNN_FAST=1`` (CI) the dataset is a handful of generated images in
-a temporary folder
-and every run is a few iterations from scratch at a small scale: every line executes, no number means anything.
+a temporary folder and every run is a few iterations from scratch at a small scale: every line executes, no number
+means anything.
+
+Every verdict a lesson prints comes from one yardstick and one rule::
+
+    full, cls_only = train_seeds("default", root), train_seeds("lambda0", root, bbox_loss_weight=0)
+    print(compare_runs(full, cls_only, ("lambda 1", "lambda 0"))["verdict"])
+
+:func:`train_seeds` trains the recipe once per seed in :data:`SEEDS`; :func:`compare_runs` scores both sides on the
+same resamples of the test images (:func:`paired_map_difference`) and :func:`difference_verdict` writes the sentence:
+the sides differ only if the 95% interval of the difference excludes zero *and* the difference exceeds twice the
+seed-to-seed standard deviation.
 """
 from __future__ import annotations
 
@@ -40,6 +50,10 @@ RUNS = _runs_root()
 # What MINIRCNN_FAST changes in every run: a few steps from scratch on small images (no pretraining to wait for).
 FAST_CHANGES = dict(iters=6, weights="none", scales=(96,), max_size=160, test_scale=96, test_max_size=160,
                     checkpoint_every=1000, max_proposals=300)
+
+# The training seeds every verdict of a lesson rests on (:func:`train_seeds`): one run is one draw of the initial
+# weights of the new layers, the mini-batches and the flips, and its mAP moves by about 0.01 from seed to seed.
+SEEDS = (3, 4, 5)
 
 _scratch = None      # the temporary folder of FAST runs, removed when the interpreter exits
 
@@ -162,41 +176,9 @@ def detect_test_split(run: Run, bbox_reg: bool = True, progress: bool = False):
                                  ckpt.preprocessing, ckpt.config, progress=progress, bbox_reg=bbox_reg)
 
 
-def map_spread(dataset, boxes, labels, scores, samples: int = 200, seed: int = 0) -> float:
-    """How much a mAP depends on which images happen to make up the test split: the standard deviation of the VOC07
-    mAP over bootstrap resamples of the images (as many, drawn with replacement).
-
-    A yardstick for the lessons' single-run comparisons: a difference between two detectors that is not clearly
-    larger than this could come from the test images alone (training with another seed adds its own variation).
-
-    Args:
-        dataset: the test split (:class:`~minircnn.data.VOCDataset`), for its ground truth.
-        boxes, labels, scores: the detections, one entry per image (:func:`minircnn.inference.detect_split`,
-            :func:`detect_test_split`).
-        samples: number of resamples.
-        seed: seed of the resampling.
-
-    Returns:
-        The standard deviation of the resampled mAPs.
-    """
-    import numpy as np
-
-    from ..evaluation import eval_detection_voc
-    notes = [dataset.annotation(i) for i in range(len(dataset))]
-    rng = np.random.default_rng(seed)
-    maps = []
-    for _ in range(samples):
-        pick = rng.integers(0, len(notes), len(notes))
-        result = eval_detection_voc([boxes[i] for i in pick], [labels[i] for i in pick], [scores[i] for i in pick],
-                                    [notes[i].boxes for i in pick], [notes[i].labels for i in pick],
-                                    [notes[i].difficult for i in pick], num_classes=dataset.num_classes)
-        maps.append(result["map"])
-    return float(np.nanstd(maps))
-
-
 def paired_map_difference(dataset, first, second, samples: int = 200, seed: int = 0) -> dict:
     """How two detectors' VOC07 mAPs differ on the same test images: a paired bootstrap over the images, with the
-    spread over training seeds.
+    spread over training seeds. The one yardstick of every lesson's verdict (:func:`compare_runs` wraps it for runs).
 
     Each side may hold several runs of the same recipe (different ``--seed``); the statistic is the mean mAP of the
     first side's runs minus the mean of the second's. Every resample draws the test images once (with replacement)
@@ -244,14 +226,83 @@ def paired_map_difference(dataset, first, second, samples: int = 200, seed: int 
             "second": [float(m) for m in maps["second"]], "seed_sd": seed_sd}
 
 
+def difference_sign(result: dict) -> int:
+    """The rule of every verdict, on :func:`paired_map_difference`'s numbers: +1 if the first side is better, -1 if
+    worse, 0 if they do not differ beyond noise -- the 95% interval holds zero, or the difference is within twice
+    the seed-to-seed standard deviation."""
+    d, low, high, sd = result["difference"], result["low"], result["high"], result["seed_sd"]
+    if low <= 0 <= high or (sd is not None and abs(d) <= 2 * sd):
+        return 0
+    return 1 if d > 0 else -1
+
+
 def difference_verdict(result: dict, first: str, second: str) -> str:
-    """One sentence from :func:`paired_map_difference`'s numbers, by its stated rule."""
+    """One sentence from :func:`paired_map_difference`'s numbers, by the rule of :func:`difference_sign`."""
     d, low, high, sd = result["difference"], result["low"], result["high"], result["seed_sd"]
     spread = "" if sd is None else f", seed-to-seed sd {sd:.3f}"
     numbers = f"(difference {d:+.3f}, 95% interval over test images [{low:+.3f}, {high:+.3f}]{spread})"
-    if low <= 0 <= high or (sd is not None and abs(d) <= 2 * sd):
+    sign = difference_sign(result)
+    if sign == 0:
         return f"{first} and {second} do not differ beyond noise {numbers}."
-    return f"{first} is {'better' if d > 0 else 'worse'} than {second} {numbers}."
+    return f"{first} is {'better' if sign > 0 else 'worse'} than {second} {numbers}."
+
+
+def train_seeds(tag: str, root, seeds=None, **changes) -> list:
+    """The same recipe trained once per seed (:func:`train_detector`): the runs a verdict rests on.
+
+    Args:
+        tag: the recipe's name. The run with the preset's own seed (3) is ``tag`` itself, shared with the lessons
+            that train one run; the others are ``<tag>_seed<s>``.
+        root: dataset folder (:func:`lesson_dataset`).
+        seeds: the training seeds (default :data:`SEEDS`).
+        **changes: as for :func:`train_detector`.
+
+    Returns:
+        One :class:`Run` per seed, in the order of ``seeds``.
+    """
+    return [train_detector(seed_tag(tag, s), root, **changes, seed=s) for s in (SEEDS if seeds is None else seeds)]
+
+
+def seed_tag(tag: str, seed: int) -> str:
+    """The run name of recipe ``tag`` at ``seed`` (:func:`train_seeds`): ``tag`` at the preset's seed, else
+    ``<tag>_seed<seed>``."""
+    from ..training.config import get_preset
+    return tag if seed == get_preset("tiny").seed else f"{tag}_seed{seed}"
+
+
+def compare_runs(first, second, names=("first", "second"), bbox_reg=(True, True), samples: int = 200,
+                 dataset=None) -> dict:
+    """:func:`paired_map_difference` of two recipes' runs on their shared test split, with the verdict.
+
+    Args:
+        first, second: lists of :class:`Run` (one per seed, e.g. from :func:`train_seeds`), or of detections
+            ``(boxes, labels, scores)`` already made on the same test split (:func:`detect_test_split`).
+        names: how the verdict sentence calls the two sides.
+        bbox_reg: whether each side's runs are tested with box regression.
+        samples: bootstrap resamples.
+        dataset: the test split; default: the first :class:`Run`'s.
+
+    Returns:
+        :func:`paired_map_difference`'s dict, plus ``sign`` (:func:`difference_sign`: +1, 0 or -1) and ``verdict``
+        (:func:`difference_verdict`'s sentence).
+    """
+    def detections(items, reg):
+        nonlocal dataset
+        found = []
+        for item in items:
+            if isinstance(item, Run):
+                test, item = detect_test_split(item, bbox_reg=reg)
+                dataset = test if dataset is None else dataset
+            found.append(item)
+        return found
+
+    a, b = detections(first, bbox_reg[0]), detections(second, bbox_reg[1])
+    if dataset is None:
+        raise ValueError("compare_runs needs the test split: give dataset= or at least one Run")
+    result = paired_map_difference(dataset, a, b, samples=samples)
+    result["sign"] = difference_sign(result)
+    result["verdict"] = difference_verdict(result, *names)
+    return result
 
 
 def split_rpn_proposals(ckpt, dataset, settings=None, progress: bool = True):

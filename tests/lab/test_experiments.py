@@ -119,18 +119,37 @@ def test_training_minibatch_is_the_one_training_sees(voc, runs):
             np.testing.assert_array_equal(a, b)
 
 
-def test_map_spread_is_zero_for_perfect_detections_and_positive_otherwise(voc):
-    """Detections equal to the ground truth score mAP 1 on every resample of the images (spread 0); detections
-    that find the objects of one image only give a spread above 0, the same for the same seed."""
+def test_train_seeds_names_the_preset_s_seed_run_by_its_tag_and_the_others_by_their_seed(voc, runs):
+    """train_seeds("x", seeds=(3, 7)): the preset's own seed (3) is run "x" (shared with one-run lessons), seed 7 is
+    "x_seed7"; each run was trained with its seed."""
+    first, second = experiments.train_seeds("x", voc, seeds=(3, 7), evaluate=False, **SMALL)
+    assert (first.out, second.out) == (runs / "x", runs / "x_seed7")
+    assert experiments.seed_tag("x", 3) == "x" and experiments.seed_tag("x", 7) == "x_seed7"
+    assert (first.config.seed, second.config.seed) == (3, 7)
+    assert json.loads((runs / "x_seed7" / "config.json").read_text())["seed"] == 7
+
+
+def test_compare_runs_scores_runs_on_their_test_split_with_the_shared_rule(voc, runs, monkeypatch):
+    """compare_runs detects each run on its test split (with or without box regression, per side) and judges the
+    sides with paired_map_difference and difference_verdict: a run against itself does not differ; against
+    detections that find nothing, its difference is its own mAP."""
+    run = experiments.train_detector("c", voc, **(SMALL | {"test_split": "trainval"}))
+    same = experiments.compare_runs([run], [run], ("A", "B"))
+    assert (same["difference"], same["low"], same["high"]) == (0, 0, 0)
+    assert same["verdict"].startswith("A and B do not differ") and same["sign"] == 0
+    nothing = ([np.zeros((0, 4))] * 2, [np.zeros(0, int)] * 2, [np.zeros(0)] * 2)
+    against = experiments.compare_runs([run], [nothing], samples=5)
+    assert against["difference"] == pytest.approx(run.metrics["map"])
+    asked = []
+    real = experiments.detect_test_split
+    monkeypatch.setattr(experiments, "detect_test_split", lambda r, bbox_reg: asked.append(bbox_reg) or real(r))
+    experiments.compare_runs([run], [run], bbox_reg=(True, False), samples=2)
+    assert asked == [True, False]
+    with pytest.raises(ValueError, match="give dataset= or at least one Run"):
+        experiments.compare_runs([nothing], [nothing])
     from minircnn.data import VOCDataset
-    test = VOCDataset(voc, "trainval")                      # 2 images, with their ground truth
-    notes = [test.annotation(i) for i in range(len(test))]
-    perfect = ([a.boxes for a in notes], [a.labels for a in notes], [np.ones(len(a.labels)) for a in notes])
-    assert experiments.map_spread(test, *perfect, samples=20) == 0
-    half = ([notes[0].boxes, np.zeros((0, 4))], [notes[0].labels, np.zeros(0, int)],
-            [np.ones(len(notes[0].labels)), np.zeros(0)])
-    spread = experiments.map_spread(test, *half, samples=50, seed=1)
-    assert spread > 0 and spread == experiments.map_spread(test, *half, samples=50, seed=1)
+    given = experiments.compare_runs([nothing], [nothing], dataset=VOCDataset(voc, "trainval"), samples=2)
+    assert given["difference"] == 0 and given["sign"] == 0
 
 
 def test_detect_test_split_scores_as_the_runs_own_evaluation(voc, runs):
@@ -202,6 +221,8 @@ def test_paired_map_difference_on_detections_worked_out_by_hand(voc):
 def test_difference_verdict_follows_its_rule(difference, low, high, sd, verdict):
     result = {"difference": difference, "low": low, "high": high, "seed_sd": sd}
     assert verdict in experiments.difference_verdict(result, "A", "B")
+    assert experiments.difference_sign(result) == {"A is better than B": 1, "A is worse than B": -1,
+                                                          "do not differ": 0}[verdict]
 
 
 def test_split_rpn_proposals_are_the_ones_detection_uses(voc, runs):
