@@ -45,7 +45,8 @@ from minircnn.data import VOCDataset, dense_boxes, proposal_recall, proposals_fo
 from minircnn.data.proposals import DENSE_ASPECT_RATIOS, DENSE_SCALES
 from minircnn.evaluation import score_detections
 from minircnn.inference import detect_split
-from minircnn.lab.experiments import FAST, apply_protocol, detector_outputs, lesson_dataset, train_detector
+from minircnn.lab.experiments import (FAST, SEEDS, apply_protocol, compare_runs, detector_outputs, lesson_dataset,
+                                      train_seeds)
 from minircnn.training.checkpoint import load_checkpoint
 
 root = lesson_dataset()                  # data/shapes (generated on first use); a few images with MINIRCNN_FAST
@@ -54,7 +55,8 @@ notes = [test.annotation(i) for i in range(len(test))]
 print(test, "| classes:", ", ".join(test.class_names))
 
 # The default detector: its config says which proposals it was trained with, and those are the ones we measure.
-run = train_detector("default", root)        # the default detector of runs/lessons/default (trained once, reused)
+runs = train_seeds("default", root)          # the default detector, once per seed in SEEDS (trained once, reused)
+run = runs[0]                                # the preset's own seed: the sweeps below use it, the verdicts all
 ckpt = load_checkpoint(run.checkpoint)
 config = ckpt.config                         # its test settings, and the proposals it was trained with
 ss = proposals_for_split(test, config.proposals, max_boxes=config.max_proposals)   # cached beside the dataset
@@ -254,26 +256,48 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# What our numbers say, against the paper's three findings:
+# What our numbers say, against the paper's three findings. The sweep above is one detector, one draw of its seed.
+# Each verdict below rests on the default detector of every seed in `SEEDS`, and on the yardstick every lesson uses
+# (`compare_runs`): both sides scored on many resamples of the test images, each resample scoring both on the same
+# images, give a 95 % interval for the difference of their mean mAPs. The rule: they differ only if the interval
+# excludes zero *and* the difference exceeds twice the seed-to-seed standard deviation. The sentences are written
+# from the numbers by that rule.
 
 # %%
 best, everything = max(ss_rows, key=lambda r: r[2]), ss_rows[-1]
-print(f"1. Selective search: mAP is highest with the first {best[1]:.0f} boxes per image ({best[2]:.3f}); with all "
-      f"of them ({everything[1]:.0f} per image) it is {everything[2]:.3f} -- "
-      + ("lower: past some point more proposals cost mAP, as in the paper's Fig. 3."
-         if everything[2] < best[2] - 0.005 else "no clear fall at the high end on this dataset."))
+best_k = sorted({min(k, longest) for k in K_SS})[ss_rows.index(best)]    # the k of section 3's best row
+dense_name = f"dense, random {K_EXTRA[-1]}"
+dense_test = random_subset(dense, K_EXTRA[-1], seed=K_EXTRA[-1])      # the same boxes as in the table
+ckpts = [load_checkpoint(r.checkpoint) for r in runs]
+ss_outputs = [outputs] + [detector_outputs(c, test, ss, progress=False) for c in ckpts[1:]]
+ss_all = [apply_protocol(o, config) for o in ss_outputs]
+ss_best = [apply_protocol(o, config, top=best_k) for o in ss_outputs]
+on_dense = [detect_split(c.model, test, dense_test, c.bbox_means, c.bbox_stds, c.preprocessing, c.config,
+                         progress=False) for c in ckpts]
+
+
+def judge(first, second, names):
+    result = compare_runs(first, second, names, dataset=test)
+    print(f"   {result['verdict']}\n   each seed: "
+          + ", ".join(f"{a:.3f} vs {b:.3f}" for a, b in zip(result["first"], result["second"])))
+    return result
+
+
+print(f"1. Selective search: with seed {SEEDS[0]}'s detector, mAP is highest with the first {best[1]:.0f} boxes per "
+      f"image ({best[2]:.3f}); with all of them ({everything[1]:.0f} per image) it is {everything[2]:.3f}.")
+fall = judge(ss_all, ss_best, ("All of selective search's boxes", f"the first {best_k}"))
+print("   " + ("Past some point more proposals cost mAP, as in the paper's Fig. 3." if fall["sign"] < 0
+               else "No fall at the high end beyond noise on this dataset."))
 print(f"   Average recall over the same range: {best[4]:.3f} -> {everything[4]:.3f}"
       + (" (still rising while mAP was not: AR does not predict mAP here, as the paper found)."
-         if everything[4] > best[4] and everything[2] <= best[2] else "."))
-dense_rows = [r for r in results if r[0].startswith("dense")]
-best_dense = max(dense_rows, key=lambda r: r[2])
-print(f"2. Dense boxes alone: best mAP {best_dense[2]:.3f} ({best_dense[0]}) against {everything[2]:.3f} for "
-      f"selective search -- " + ("worse, as in the paper." if best_dense[2] < everything[2] else
-                                  "not worse, unlike the paper."))
+         if everything[4] > best[4] and fall["sign"] <= 0 else "."))
+print(f"2. Dense boxes alone ({dense_name}, at test time only) against all of selective search's:")
+worse = judge(on_dense, ss_all, ("Dense boxes", "selective search"))
+print("   " + ("Worse, as in the paper." if worse["sign"] < 0 else "Not worse beyond noise, unlike the paper."))
 for name, n_boxes, m, _, ar in results:
     if name.startswith("selective search +"):
-        print(f"3. {name}: mAP {m:.3f} ({m - everything[2]:+.3f} against selective search alone) at AR {ar:.3f} "
-              f"({ar - everything[4]:+.3f})")
+        print(f"3. {name} (seed {SEEDS[0]}): mAP {m:.3f} ({m - everything[2]:+.3f} against selective search alone) "
+              f"at AR {ar:.3f} ({ar - everything[4]:+.3f})")
 
 # %% [markdown]
 # Where our version differs from the paper's, and why the size of the effects may differ:
@@ -290,7 +314,8 @@ for name, n_boxes, m, _, ar in results:
 # * **Smaller range.** Selective search "fast" gives far fewer boxes on our small, simple images than the paper's
 #   2k–10k (section 2 prints how many); our sweep covers the range our proposal method produces. Adding random dense
 #   boxes is how the paper pushed beyond it too.
-# * **One small test set**: 150 images, so differences of a point or two in mAP are within noise.
+# * **One small test set**: 150 images, so differences of a point or two in mAP are often within noise; the
+#   verdicts say which.
 #
 # ## 4. Training with dense boxes
 #
@@ -301,26 +326,26 @@ for name, n_boxes, m, _, ar in results:
 # on all of them.)
 
 # %%
-dense_run = train_detector("dense", root, proposals="dense", evaluate=False)
-dense_ckpt = load_checkpoint(dense_run.checkpoint)
-dense_name = f"dense, random {K_EXTRA[-1]}"
-dense_test = random_subset(dense, K_EXTRA[-1], seed=K_EXTRA[-1])      # the same boxes as in section 3
+dense_runs = train_seeds("dense", root, proposals="dense", evaluate=False)
+dense_ckpts = [load_checkpoint(r.checkpoint) for r in dense_runs]
 measured = {name: m for name, _, m, _, _ in results}                  # the default detector, section 3
 table = [("selective search", dense_name, measured[dense_name]),
          ("selective search", "selective search, all", everything[2])]
+trained_dense = {}
 for tested, boxes in ((dense_name, dense_test), ("selective search, all", ss)):
-    found = detect_split(dense_ckpt.model, test, boxes, dense_ckpt.bbox_means, dense_ckpt.bbox_stds,
-                         dense_ckpt.preprocessing, dense_ckpt.config, progress=False)
-    table.append(("dense boxes", tested, score_detections(test, *found, test.class_names)[0]["map"]))
+    trained_dense[tested] = [detect_split(c.model, test, boxes, c.bbox_means, c.bbox_stds, c.preprocessing,
+                                          c.config, progress=False) for c in dense_ckpts]
+    table.append(("dense boxes", tested, score_detections(test, *trained_dense[tested][0], test.class_names)[0]["map"]))
 
-print(f"{'trained on':<20}{'tested on':<27}{'mAP':>7}")
+print(f"seed {SEEDS[0]}'s detectors:\n{'trained on':<20}{'tested on':<27}{'mAP':>7}")
 for trained, tested, m in table:
     print(f"{trained:<20}{tested:<27}{m:>7.3f}")
-dense_dense, ss_ss = table[2][2], table[1][2]
-print(f"\ntraining on dense boxes changes the mAP on dense boxes by {dense_dense - table[0][2]:+.3f}; trained and "
-      f"tested on dense boxes the detector is {ss_ss - dense_dense:+.3f} below selective search trained and tested "
-      f"on its own boxes" + (" -- sparse proposals win, as in the paper." if ss_ss > dense_dense
-                             else " -- here dense boxes caught up, unlike the paper."))
+print("\nTraining on dense boxes, tested on them:")
+judge(trained_dense[dense_name], on_dense, ("Trained on dense boxes", "trained on selective search's"))
+print("Each detector trained and tested on its own boxes:")
+own = judge(trained_dense[dense_name], ss_all, ("Dense boxes", "selective search"))
+print("   " + ("Sparse proposals win, as in the paper." if own["sign"] < 0
+               else "Dense boxes are not worse beyond noise here, unlike the paper."))
 
 # %% [markdown]
 # ## Try this next

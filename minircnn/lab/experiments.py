@@ -176,7 +176,7 @@ def detect_test_split(run: Run, bbox_reg: bool = True, progress: bool = False):
                                  ckpt.preprocessing, ckpt.config, progress=progress, bbox_reg=bbox_reg)
 
 
-def paired_map_difference(dataset, first, second, samples: int = 200, seed: int = 0) -> dict:
+def paired_map_difference(dataset, first, second, samples: int = 200, seed: int = 0, iou_thresh: float = 0.5) -> dict:
     """How two detectors' VOC07 mAPs differ on the same test images: a paired bootstrap over the images, with the
     spread over training seeds. The one yardstick of every lesson's verdict (:func:`compare_runs` wraps it for runs).
 
@@ -193,6 +193,7 @@ def paired_map_difference(dataset, first, second, samples: int = 200, seed: int 
         first, second: lists of detections ``(boxes, labels, scores)`` (one entry per image each), one item per run.
         samples: number of resamples.
         seed: seed of the resampling.
+        iou_thresh: the IoU a detection needs to count (0.5 for VOC07; 0.7 for a stricter localisation test).
 
     Returns:
         dict: ``difference`` (on the test split itself), ``low``, ``high`` (2.5 and 97.5 percentiles of the
@@ -208,7 +209,8 @@ def paired_map_difference(dataset, first, second, samples: int = 200, seed: int 
         boxes, labels, scores = found
         return eval_detection_voc([boxes[i] for i in pick], [labels[i] for i in pick], [scores[i] for i in pick],
                                   [notes[i].boxes for i in pick], [notes[i].labels for i in pick],
-                                  [notes[i].difficult for i in pick], num_classes=dataset.num_classes)["map"]
+                                  [notes[i].difficult for i in pick], iou_thresh=iou_thresh,
+                                  num_classes=dataset.num_classes)["map"]
 
     def difference(pick):
         return np.mean([voc_map(f, pick) for f in first]) - np.mean([voc_map(f, pick) for f in second])
@@ -271,7 +273,7 @@ def seed_tag(tag: str, seed: int) -> str:
 
 
 def compare_runs(first, second, names=("first", "second"), bbox_reg=(True, True), samples: int = 200,
-                 dataset=None) -> dict:
+                 dataset=None, iou_thresh: float = 0.5) -> dict:
     """:func:`paired_map_difference` of two recipes' runs on their shared test split, with the verdict.
 
     Args:
@@ -281,6 +283,7 @@ def compare_runs(first, second, names=("first", "second"), bbox_reg=(True, True)
         bbox_reg: whether each side's runs are tested with box regression.
         samples: bootstrap resamples.
         dataset: the test split; default: the first :class:`Run`'s.
+        iou_thresh: the IoU a detection needs to count (VOC07: 0.5).
 
     Returns:
         :func:`paired_map_difference`'s dict, plus ``sign`` (:func:`difference_sign`: +1, 0 or -1) and ``verdict``
@@ -299,7 +302,7 @@ def compare_runs(first, second, names=("first", "second"), bbox_reg=(True, True)
     a, b = detections(first, bbox_reg[0]), detections(second, bbox_reg[1])
     if dataset is None:
         raise ValueError("compare_runs needs the test split: give dataset= or at least one Run")
-    result = paired_map_difference(dataset, a, b, samples=samples)
+    result = paired_map_difference(dataset, a, b, samples=samples, iou_thresh=iou_thresh)
     result["sign"] = difference_sign(result)
     result["verdict"] = difference_verdict(result, *names)
     return result

@@ -212,6 +212,21 @@ def test_paired_map_difference_on_detections_worked_out_by_hand(voc):
     assert two["seed_sd"] == pytest.approx((1 - m) / 2)
 
 
+def test_paired_map_difference_at_a_stricter_iou(voc):
+    """Boxes cut to 60% of their objects' width (IoU about 0.6) find every object at IoU 0.5 and none at 0.7: against
+    no detections, a difference of 1 at 0.5 and 0 at 0.7."""
+    from minircnn.data import VOCDataset
+    test = VOCDataset(voc, "trainval")
+    notes, _, _ = _perfect_and_half(test)
+    cut = [a.boxes.astype(np.float64).copy() for a in notes]
+    for b in cut:
+        b[:, 2] = b[:, 0] + 0.6 * (b[:, 2] - b[:, 0] + 1) - 1
+    narrow = (cut, [a.labels for a in notes], [np.ones(len(a.labels)) for a in notes])
+    nothing = ([np.zeros((0, 4))] * 2, [np.zeros(0, int)] * 2, [np.zeros(0)] * 2)
+    assert experiments.paired_map_difference(test, [narrow], [nothing], samples=5)["difference"] == 1
+    assert experiments.paired_map_difference(test, [narrow], [nothing], samples=5, iou_thresh=0.7)["difference"] == 0
+
+
 @pytest.mark.parametrize("difference, low, high, sd, verdict", [
     (0.05, 0.01, 0.09, 0.01, "A is better than B"),      # interval above 0 and 0.05 > 2 x 0.01
     (-0.05, -0.09, -0.01, None, "A is worse than B"),    # one run a side: the interval alone decides
