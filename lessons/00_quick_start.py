@@ -27,7 +27,8 @@
 #
 # **Before you start.** From the repository's root folder, `pip install -e ".[test]"` installs the package with what
 # the lessons need (Jupyter's kernel, nbclient, jupytext); `pip install jupyterlab` and `jupyter lab lessons/` open
-# them. Notebooks run with `lessons/` as their working folder, so the shell commands below (in "Try this next")
+# them (a notebook committed with outputs shows those of a full run, `python lessons/build_notebooks.py`; running
+# it replaces them with yours). Notebooks run with `lessons/` as their working folder, so the shell commands below (in "Try this next")
 # start with `cd ..`. **What to expect:** the first run of this lesson trains the default detector, about 10 minutes
 # on a 2-core CPU (3 of them computing proposals and pretraining the backbone, once); later runs read it back in
 # seconds. Its mAP on the built-in test split was 0.809, 0.825 and 0.817 for three training seeds (measured in

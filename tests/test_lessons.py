@@ -1,5 +1,7 @@
-"""The lessons: every notebook is paired with its jupytext script, is committed without outputs, and runs top to
-bottom without an error (with MINIRCNN_FAST=1, so that CI can afford to run them all)."""
+"""The lessons: every notebook is paired with its jupytext script, carries the outputs of a full run or none, and runs
+top to bottom without an error (with MINIRCNN_FAST=1, so that CI can afford to run them all)."""
+import importlib.util
+import os
 import pathlib
 import time
 
@@ -50,13 +52,52 @@ def test_notebook_and_script_are_in_sync(notebook):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
-def test_committed_notebook_has_no_outputs(notebook):
-    """Notebooks are committed stripped: no outputs and no execution counts (the learner's run makes them)."""
+def test_a_committed_notebook_carries_a_full_run_or_no_outputs(notebook):
+    """A notebook with outputs was built by lessons/build_notebooks.py from a full run (its metadata says so): every
+    code cell executed, in order, none ended in an error. One without outputs has no execution counts either."""
     nb = nbformat.read(notebook, as_version=4)
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code":
-            assert not cell.outputs, f"{notebook.name} cell {i} has outputs: clear them before committing"
-            assert cell.execution_count is None, f"{notebook.name} cell {i} has an execution count"
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    if not any(cell.outputs or cell.execution_count for cell in code):
+        return
+    assert nb.metadata.get("minircnn", {}).get("build") == "full", (
+        f"{notebook.name} has outputs but not from build_notebooks.py's full run: run "
+        f"`python lessons/build_notebooks.py {notebook.name[:2]}` (or --clear)")
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
+        f"{notebook.name}: its code cells were not executed once each, top to bottom")
+    errors = [i for i, cell in enumerate(code) for out in cell.outputs if out.output_type == "error"]
+    assert not errors, f"{notebook.name}: code cells {errors} end in an error"
+
+
+def _build_notebooks():
+    spec = importlib.util.spec_from_file_location("build_notebooks", LESSONS / "build_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_build_notebooks_runs_a_lesson_in_full_and_records_it(tmp_path, monkeypatch):
+    """build() executes a script's cells in a fresh kernel with MINIRCNN_FAST unset (even when the caller has it
+    set) and writes the notebook with outputs and its build metadata; --clear writes it without either."""
+    builder = _build_notebooks()
+    monkeypatch.setenv("MINIRCNN_FAST", "1")
+    script = tmp_path / "99_probe.py"
+    script.write_text("# %% [markdown]\n# A probe.\n\n# %%\nimport os\nprint('fast:', os.environ.get('MINIRCNN_FAST'))\n")
+    builder.build(script)
+    nb = nbformat.read(script.with_suffix(".ipynb"), as_version=4)
+    assert nb.metadata["minircnn"]["build"] == "full"
+    assert nb.cells[1].outputs[0]["text"] == "fast: None\n" and nb.cells[1].execution_count == 1
+    assert os.environ["MINIRCNN_FAST"] == "1"                # the caller's environment is restored
+    builder.build(script, execute=False)
+    nb = nbformat.read(script.with_suffix(".ipynb"), as_version=4)
+    assert "minircnn" not in nb.metadata and not nb.cells[1].outputs
+
+
+def test_build_notebooks_picks_lessons_by_number():
+    builder = _build_notebooks()
+    assert [p.name[:2] for p in builder.lesson_scripts(["2", "20"])] == ["02", "20"]
+    assert len(builder.lesson_scripts()) == len(SCRIPTS)
+    with pytest.raises(SystemExit, match="no lesson numbered 98"):
+        builder.lesson_scripts(["98"])
 
 
 def test_the_kernel_is_installed():
