@@ -7,7 +7,11 @@
 
 Tests marked ``validation`` check that bad input raises a clear error, which the package does and a learner's first
 version need not: in exercise mode they are left out unless ``--with-validation`` is given, and the header says so.
+At the end of an exercise-mode run a summary lists, for each function of the learner's file, the tests that called
+it: how many passed, and which failed.
 """
+import collections
+import functools
 import importlib.util
 import pathlib
 import sys
@@ -69,6 +73,53 @@ def _load_impl(path):
     return module
 
 
+_CURRENT_TEST = [None]                              # the nodeid of the test running now
+_CALLERS = collections.defaultdict(set)             # learner's function name -> nodeids of the tests that called it
+_OUTCOMES = {}                                      # nodeid -> "passed" / "failed" / "skipped"
+
+
+def _recorded(name, fn):
+    """``fn``, noting which test calls it (for the exercise summary)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if _CURRENT_TEST[0] is not None:
+            _CALLERS[name].add(_CURRENT_TEST[0])
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+def pytest_runtest_setup(item):
+    _CURRENT_TEST[0] = item.nodeid
+
+
+def pytest_runtest_logreport(report):
+    if report.failed or report.when == "call" or report.skipped:
+        if _OUTCOMES.get(report.nodeid) != "failed":            # a failed teardown after a passed call still fails
+            _OUTCOMES[report.nodeid] = report.outcome
+
+
+def exercise_summary(callers, outcomes):
+    """Lines: for each learner function (name -> test ids that called it), its passed tests and its failed ones."""
+    lines = []
+    for name in sorted(callers):
+        ran = sorted(callers[name])
+        failed = [t for t in ran if outcomes.get(t) == "failed"]
+        passed = sum(outcomes.get(t) == "passed" for t in ran)
+        verdict = "all passed" if not failed else f"{len(failed)} failed"
+        lines.append(f"{name}: {passed} of {len(ran)} tests passed ({verdict})")
+        lines += [f"    failed: {t}" for t in failed]
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if not config.getoption("--impl"):
+        return
+    terminalreporter.section("exercise summary: the math checks of your functions")
+    lines = exercise_summary(_CALLERS, _OUTCOMES) or ["no test called a function of your file"]
+    for line in lines:
+        terminalreporter.write_line(line)
+
+
 def _functional_namespace(impl_path, names=None):
     names = dict(names or {name: getattr(_functional, name) for name in _functional.__all__})
     overridden = []
@@ -78,7 +129,7 @@ def _functional_namespace(impl_path, names=None):
             fn = getattr(module, name, None)
             # only what the file defines: a package function it imports (e.g. iou for anchor_targets) is not its own
             if callable(fn) and getattr(fn, "__module__", None) == module.__name__:
-                names[name] = fn
+                names[name] = _recorded(name, fn)
                 overridden.append(name)
     ns = types.SimpleNamespace(**names)
     ns.overridden = tuple(overridden)

@@ -22,8 +22,8 @@ def _run_layer_tests(impl, test_file, tmp_path, *args):
 
 
 def test_a_wrong_backward_fails_the_gradient_check(tmp_path):
-    """A linear_backward whose bias gradient averages instead of summing over rows is caught by the gradient check,
-    and the run's header says the learner's file provided linear_backward."""
+    """A linear_backward whose bias gradient averages instead of summing over rows is caught by the gradient check;
+    the run's header says the learner's file provided linear_backward, and its summary names the failed check."""
     result = _run_layer_tests("""
         def linear_backward(dy, cache):
             x, w = cache.x, cache.w
@@ -32,6 +32,9 @@ def test_a_wrong_backward_fails_the_gradient_check(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "provides linear_backward" in result.stdout
     assert "gradient of argument 2 is off" in result.stdout
+    summary = result.stdout.split("exercise summary")[1]
+    assert "linear_backward: " in summary and "failed)" in summary.split("linear_backward: ")[1].splitlines()[0]
+    assert "test_linear.py::test_linear_gradients" in summary.split("    failed: ", 1)[1]
 
 
 def test_a_correct_implementation_passes(tmp_path):
@@ -49,6 +52,11 @@ def test_a_correct_implementation_passes(tmp_path):
         """, "test_activations.py", tmp_path, "-k", "relu and not rejects")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "provides relu_forward, relu_backward" in result.stdout
+    summary = result.stdout.split("exercise summary")[1]
+    for name in ("relu_forward", "relu_backward"):
+        line = next(x for x in summary.splitlines() if x.startswith(f"{name}: "))
+        ran = int(line.split(" of ")[1].split()[0])
+        assert ran > 0 and line == f"{name}: {ran} of {ran} tests passed (all passed)"
 
 
 CORRECT_LINEAR = """
