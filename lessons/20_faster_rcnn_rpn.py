@@ -42,14 +42,13 @@ from minircnn.data.proposals import propose
 from minircnn.gradcheck import check_loss_gradient
 from minircnn.inference import detect_proposals, detect_split
 from minircnn.lab.exercises import run_exercise_tests, tests_available
-from minircnn.lab.experiments import (difference_verdict, lesson_dataset, paired_map_difference,
-                                      split_rpn_proposals, train_detector)
+from minircnn.lab.experiments import (SEEDS, difference_verdict, lesson_dataset, paired_map_difference,
+                                      split_rpn_proposals, train_detector, train_seeds)
 from minircnn.rpn import (TEST_PROPOSALS, AnchorTargetSettings, RPNHead, anchor_shapes, anchor_targets,
                           grid_anchors, inside_image, proposals_from_outputs, rpn_loss)
 from minircnn.training.checkpoint import load_checkpoint
 from minircnn.visualize import draw_boxes
 
-SEEDS = (3, 4, 5)     # training seeds of each detector for section 8's verdict (3 is the default; fewer is faster)
 
 root = lesson_dataset()                  # data/shapes (generated on first use); a few images with MINIRCNN_FAST
 train_set, test = VOCDataset(root, "trainval"), VOCDataset(root, "test")
@@ -363,13 +362,8 @@ for lo, hi in ((0, 1.5 * stride), (1.5 * stride, 3 * stride), (3 * stride, np.in
 # difference excludes zero *and* the difference exceeds twice the seed-to-seed standard deviation.
 
 # %%
-def runs_of(tag, seeds, **changes):
-    return [train_detector(tag if seed == 3 else f"{tag}_seed{seed}", root, progress=False, seed=seed, **changes)
-            for seed in seeds]
-
-
-ss_ckpts = [load_checkpoint(r.checkpoint) for r in runs_of("default", SEEDS)]
-rpn_ckpts = [load_checkpoint(r.checkpoint) for r in runs_of("rpn", SEEDS, proposals="rpn")]
+ss_ckpts = [load_checkpoint(r.checkpoint) for r in train_seeds("default", root, progress=False)]
+rpn_ckpts = [load_checkpoint(r.checkpoint) for r in train_seeds("rpn", root, progress=False, proposals="rpn")]
 ss_found = [detect_split(c.model, test, ss_boxes, c.bbox_means, c.bbox_stds, c.preprocessing, c.config,
                          progress=False) for c in ss_ckpts]
 rpn_found = [detect_split(c.model, test, [None] * len(test), c.bbox_means, c.bbox_stds, c.preprocessing, c.config,
