@@ -12,7 +12,7 @@ prose edit takes minutes; the first build of every lesson trains dozens of small
 Usage (from the repository root or from ``lessons/``)::
 
     python lessons/build_notebooks.py                 # every lesson
-    python lessons/build_notebooks.py 02 03 20        # some of them, by number
+    python lessons/build_notebooks.py 20 02 03        # some of them, by number, in that order
     python lessons/build_notebooks.py --clear 09      # the notebook from the script, without outputs
 
 A lesson whose run fails leaves its notebook as it was and is named at the end; the exit status is 1.
@@ -32,15 +32,15 @@ KERNEL = "python3"
 
 
 def lesson_scripts(numbers=None):
-    """The lesson scripts ``NN_topic.py``, all or those whose NN is in ``numbers``, in order."""
-    scripts = sorted(LESSONS.glob("[0-9][0-9]_*.py"))
-    if numbers:
-        wanted = {f"{int(n):02d}" for n in numbers}
-        unknown = wanted - {s.name[:2] for s in scripts}
-        if unknown:
-            raise SystemExit(f"build_notebooks: no lesson numbered {', '.join(sorted(unknown))} in {LESSONS}")
-        scripts = [s for s in scripts if s.name[:2] in wanted]
-    return scripts
+    """The lesson scripts ``NN_topic.py``: all of them in order, or those numbered in ``numbers``, in that order."""
+    scripts = {s.name[:2]: s for s in sorted(LESSONS.glob("[0-9][0-9]_*.py"))}
+    if not numbers:
+        return list(scripts.values())
+    wanted = list(dict.fromkeys(f"{int(n):02d}" for n in numbers))
+    unknown = [n for n in wanted if n not in scripts]
+    if unknown:
+        raise SystemExit(f"build_notebooks: no lesson numbered {', '.join(unknown)} in {LESSONS}")
+    return [scripts[n] for n in wanted]
 
 
 def build(script: Path, execute: bool = True) -> float:

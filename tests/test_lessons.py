@@ -94,7 +94,7 @@ def test_build_notebooks_runs_a_lesson_in_full_and_records_it(tmp_path, monkeypa
 
 def test_build_notebooks_picks_lessons_by_number():
     builder = _build_notebooks()
-    assert [p.name[:2] for p in builder.lesson_scripts(["2", "20"])] == ["02", "20"]
+    assert [p.name[:2] for p in builder.lesson_scripts(["20", "2", "02"])] == ["20", "02"]
     assert len(builder.lesson_scripts()) == len(SCRIPTS)
     with pytest.raises(SystemExit, match="no lesson numbered 98"):
         builder.lesson_scripts(["98"])
