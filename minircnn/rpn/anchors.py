@@ -9,6 +9,8 @@ fifth of the shorter side to nearly all of it. Our images are smaller (a shorter
 objects (the built-in set's span 12 to 128 pixels there), so :data:`DEFAULT_SCALES` runs in powers of two from the
 backbone's stride, 16 pixels (the finest step the feature map can place a box at), to 256, nearly the whole shorter
 side: every object from 12 pixels to the whole image has an anchor scale within a factor of sqrt(2) of its own.
+Denser anchors for small objects (half-octave scales, and those up to 32 pixels tiled 2x2 per cell) fit the objects
+better before training but trained into a clearly worse detector (``benchmarks/RESULTS.md``, "Region proposals").
 
 Order: anchor ``j`` of the map is cell ``j // A`` in row-major order (y, then x) and shape ``j % A`` (scale-major,
 then ratio). Boxes are ``(x1, y1, x2, y2)`` with inclusive corners (the project's convention,
