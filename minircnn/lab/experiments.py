@@ -272,6 +272,17 @@ def seed_tag(tag: str, seed: int) -> str:
     return tag if seed == get_preset("tiny").seed else f"{tag}_seed{seed}"
 
 
+_DETECTIONS = {}     # (run folder, checkpoint's mtime, bbox_reg) -> detect_test_split's result, for compare_runs
+
+
+def _cached_detections(run: Run, bbox_reg: bool):
+    """:func:`detect_test_split` of a run, computed once per checkpoint file (a lesson compares a run many times)."""
+    key = (str(run.out), run.checkpoint.stat().st_mtime_ns, bool(bbox_reg))
+    if key not in _DETECTIONS:
+        _DETECTIONS[key] = detect_test_split(run, bbox_reg=bbox_reg)
+    return _DETECTIONS[key]
+
+
 def compare_runs(first, second, names=("first", "second"), bbox_reg=(True, True), samples: int = 200,
                  dataset=None, iou_thresh: float = 0.5) -> dict:
     """:func:`paired_map_difference` of two recipes' runs on their shared test split, with the verdict.
@@ -285,6 +296,8 @@ def compare_runs(first, second, names=("first", "second"), bbox_reg=(True, True)
         dataset: the test split; default: the first :class:`Run`'s.
         iou_thresh: the IoU a detection needs to count (VOC07: 0.5).
 
+    A run's detections are made once per checkpoint and reused by later calls.
+
     Returns:
         :func:`paired_map_difference`'s dict, plus ``sign`` (:func:`difference_sign`: +1, 0 or -1) and ``verdict``
         (:func:`difference_verdict`'s sentence).
@@ -294,7 +307,7 @@ def compare_runs(first, second, names=("first", "second"), bbox_reg=(True, True)
         found = []
         for item in items:
             if isinstance(item, Run):
-                test, item = detect_test_split(item, bbox_reg=reg)
+                test, item = _cached_detections(item, reg)
                 dataset = test if dataset is None else dataset
             found.append(item)
         return found

@@ -1,5 +1,6 @@
 """minircnn.lab.experiments: the lessons' cached training runs."""
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -130,9 +131,9 @@ def test_train_seeds_names_the_preset_s_seed_run_by_its_tag_and_the_others_by_th
 
 
 def test_compare_runs_scores_runs_on_their_test_split_with_the_shared_rule(voc, runs, monkeypatch):
-    """compare_runs detects each run on its test split (with or without box regression, per side) and judges the
-    sides with paired_map_difference and difference_verdict: a run against itself does not differ; against
-    detections that find nothing, its difference is its own mAP."""
+    """compare_runs detects each run on its test split (with or without box regression, per side; once per
+    checkpoint file) and judges the sides with paired_map_difference and difference_verdict: a run against itself
+    does not differ; against detections that find nothing, its difference is its own mAP."""
     run = experiments.train_detector("c", voc, **(SMALL | {"test_split": "trainval"}))
     same = experiments.compare_runs([run], [run], ("A", "B"))
     assert (same["difference"], same["low"], same["high"]) == (0, 0, 0)
@@ -142,9 +143,17 @@ def test_compare_runs_scores_runs_on_their_test_split_with_the_shared_rule(voc, 
     assert against["difference"] == pytest.approx(run.metrics["map"])
     asked = []
     real = experiments.detect_test_split
-    monkeypatch.setattr(experiments, "detect_test_split", lambda r, bbox_reg: asked.append(bbox_reg) or real(r))
+    monkeypatch.setattr(experiments, "_DETECTIONS", {})
+    monkeypatch.setattr(experiments, "detect_test_split",
+                        lambda r, bbox_reg: asked.append(bbox_reg) or real(r, bbox_reg=bbox_reg))
     experiments.compare_runs([run], [run], bbox_reg=(True, False), samples=2)
     assert asked == [True, False]
+    experiments.compare_runs([run], [run], bbox_reg=(False, True), samples=2)       # detected once per checkpoint
+    assert asked == [True, False]
+    stat = run.checkpoint.stat()
+    os.utime(run.checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))        # as if trained again
+    experiments.compare_runs([run], [run], bbox_reg=(True, True), samples=2)
+    assert asked == [True, False, True]
     with pytest.raises(ValueError, match="give dataset= or at least one Run"):
         experiments.compare_runs([nothing], [nothing])
     from minircnn.data import VOCDataset
