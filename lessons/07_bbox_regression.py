@@ -325,8 +325,10 @@ plt.show()
 # gain more than the noise of one run and of 150 test images? The yardstick every lesson uses (`compare_runs`): the
 # default detector of each seed in `SEEDS`, with and without regression, both scored on many resamples of the test
 # images (each resample scoring both on the same images), gives a 95 % interval for the difference of the mean mAPs.
-# The rule: they differ only if the interval excludes zero *and* the difference exceeds twice the seed-to-seed
-# standard deviation. Regression moves boxes, so a stricter overlap should show more of it: the same at IoU 0.7.
+# The rule: they differ only if the interval excludes zero *and* the difference exceeds twice its seed-to-seed
+# standard deviation (both sides are the same networks, so a network's own luck cancels in each seed's difference
+# and only the difference's spread counts). Regression moves boxes, so a stricter overlap should show more of it:
+# the same at IoU 0.7.
 # The COCO-style average over IoU 0.5 to 0.95 (lesson 12) is in each run's `metrics.json`.
 
 # %%

@@ -249,7 +249,8 @@ plt.show()
 # (`compare_runs`): the detector of every seed in `SEEDS` is compressed at those ranks, both versions are scored on
 # many resamples of the test images (each resample scoring both on the same images), which gives a 95 % interval
 # for the difference of their mean mAPs. The rule: they differ only if the interval excludes zero *and* the
-# difference exceeds twice the seed-to-seed standard deviation. The sentence is written from the numbers.
+# difference exceeds twice its seed-to-seed standard deviation (the same networks on both sides: the spread of the
+# per-seed differences). The sentence is written from the numbers.
 
 # %%
 def detections(run, ranks):
@@ -263,7 +264,7 @@ def detections(run, ranks):
 plain = [detections(r, {}) for r in runs]
 compressed = [detections(r, PAPER_LIKE) for r in runs]
 result = compare_runs(compressed, plain, (f"compressed at fc6={PAPER_LIKE['fc6']}, fc7={PAPER_LIKE['fc7']}",
-                                          "uncompressed"), dataset=test_set)
+                                          "uncompressed"), dataset=test_set, same_networks=True)
 like = next(r for r in results if r[0] == "both" and r[1]["fc6"] == PAPER_LIKE["fc6"])
 print(f"over {len(runs)} seeds: mAP {np.mean(result['second']):.3f} -> {np.mean(result['first']):.3f} "
       f"({result['difference']:+.3f}); seed {SEEDS[0]}'s test time {base_seconds:.3f} -> {like[4]:.3f} s/image "

@@ -332,14 +332,15 @@ for protocol in ("simple", "paper"):
 # Is the difference more than noise? The verdict rests on the default detector of every seed and on the yardstick
 # every lesson uses (`compare_runs`): both protocols scored on many resamples of the test images, each resample
 # scoring both on the same images, give a 95 % interval for the difference of their mean mAPs; they differ only if
-# the interval excludes zero *and* the difference exceeds twice the seed-to-seed standard deviation.
+# the interval excludes zero *and* the difference exceeds twice its seed-to-seed standard deviation (the same
+# networks on both sides: the spread of the per-seed differences).
 
 # %%
 every_output = [outputs] + [detector_outputs(load_checkpoint(r.checkpoint), test, proposals, progress=False)
                             for r in runs[1:]]
 result = compare_runs([apply_protocol(o, config, protocol="paper") for o in every_output],
                       [apply_protocol(o, config, protocol="simple") for o in every_output],
-                      ("The paper's protocol", "the simple one"), dataset=test)
+                      ("The paper's protocol", "the simple one"), dataset=test, same_networks=True)
 print(result["verdict"])
 
 # %% [markdown]

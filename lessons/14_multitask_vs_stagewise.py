@@ -245,7 +245,8 @@ for text, a, b, paper in (("(b) - (a): the box loss during training, boxes unuse
                           ("(c) - (a): a regressor fitted afterwards", "(c)", "(a)", 1.4),
                           ("(d) - (c): multi-task instead of stage-wise", "(d)", "(c)", 2.9),
                           ("(d) - (b): box regression, in the multi-task detector", "(d)", "(b)", 3.5)):
-    result = compare_runs(FOUND[a], FOUND[b], (a, b), dataset=test_split)
+    result = compare_runs(FOUND[a], FOUND[b], (a, b), dataset=test_split,
+                          same_networks=(a, b) == ("(d)", "(b)"))     # (d) and (b): the same networks
     agree = "the same sign as" if result["difference"] * paper > 0 else "not the sign of"
     print(f"{text}: {result['difference']:+.3f}, {agree} the paper's {paper / 100:+.3f}\n  {result['verdict']}\n")
 

@@ -367,7 +367,8 @@ if np.any(np.isfinite(gaps)):
 # SVMs and post-hoc softmax), then the yardstick every lesson uses (`compare_runs`): both sides scored on many
 # resamples of the test images, each resample scoring both on the same images, give a 95 % interval for the
 # difference of their mean mAPs. The rule: they differ only if the interval excludes zero *and* the difference
-# exceeds twice the seed-to-seed standard deviation. The sentences are written from the numbers by that rule.
+# exceeds twice its seed-to-seed standard deviation (each seed's classifiers share one network, so the spread of
+# the per-seed differences). The sentences are written from the numbers by that rule.
 
 # %%
 per_seed = {label: [f] for label, f in found.items()}
@@ -380,7 +381,7 @@ for other in runs[1:]:
         per_seed[label].append(test_detections(model, c))
 network, svms, control = per_seed
 for a, b in ((network, svms), (control, svms), (control, network)):
-    result = compare_runs(per_seed[a], per_seed[b], (a, b), dataset=test_set)
+    result = compare_runs(per_seed[a], per_seed[b], (a, b), dataset=test_set, same_networks=True)   # one network
     print(f"{result['verdict']}\n  each seed ({', '.join(map(str, SEEDS))}): "
           + ", ".join(f"{x:.3f} vs {y:.3f}" for x, y in zip(result["first"], result["second"])) + "\n")
 

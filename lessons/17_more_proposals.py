@@ -260,8 +260,9 @@ plt.show()
 # Each verdict below rests on the default detector of every seed in `SEEDS`, and on the yardstick every lesson uses
 # (`compare_runs`): both sides scored on many resamples of the test images, each resample scoring both on the same
 # images, give a 95 % interval for the difference of their mean mAPs. The rule: they differ only if the interval
-# excludes zero *and* the difference exceeds twice the seed-to-seed standard deviation. The sentences are written
-# from the numbers by that rule.
+# excludes zero *and* the difference exceeds twice the seed-to-seed standard deviation (of the per-seed
+# differences where both sides are the same detectors tested two ways). The sentences are written from the numbers
+# by that rule.
 
 # %%
 best, everything = max(ss_rows, key=lambda r: r[2]), ss_rows[-1]
@@ -276,8 +277,9 @@ on_dense = [detect_split(c.model, test, dense_test, c.bbox_means, c.bbox_stds, c
                          progress=False) for c in ckpts]
 
 
-def judge(first, second, names):
-    result = compare_runs(first, second, names, dataset=test)
+def judge(first, second, names, same_networks):
+    """The verdict on two lists of detections, one per seed (same_networks: the same detectors, tested two ways)."""
+    result = compare_runs(first, second, names, dataset=test, same_networks=same_networks)
     print(f"   {result['verdict']}\n   each seed: "
           + ", ".join(f"{a:.3f} vs {b:.3f}" for a, b in zip(result["first"], result["second"])))
     return result
@@ -285,14 +287,14 @@ def judge(first, second, names):
 
 print(f"1. Selective search: with seed {SEEDS[0]}'s detector, mAP is highest with the first {best[1]:.0f} boxes per "
       f"image ({best[2]:.3f}); with all of them ({everything[1]:.0f} per image) it is {everything[2]:.3f}.")
-fall = judge(ss_all, ss_best, ("All of selective search's boxes", f"the first {best_k}"))
+fall = judge(ss_all, ss_best, ("All of selective search's boxes", f"the first {best_k}"), True)
 print("   " + ("Past some point more proposals cost mAP, as in the paper's Fig. 3." if fall["sign"] < 0
                else "No fall at the high end beyond noise on this dataset."))
 print(f"   Average recall over the same range: {best[4]:.3f} -> {everything[4]:.3f}"
       + (" (still rising while mAP was not: AR does not predict mAP here, as the paper found)."
          if everything[4] > best[4] and fall["sign"] <= 0 else "."))
 print(f"2. Dense boxes alone ({dense_name}, at test time only) against all of selective search's:")
-worse = judge(on_dense, ss_all, ("Dense boxes", "selective search"))
+worse = judge(on_dense, ss_all, ("Dense boxes", "selective search"), True)
 print("   " + ("Worse, as in the paper." if worse["sign"] < 0 else "Not worse beyond noise, unlike the paper."))
 for name, n_boxes, m, _, ar in results:
     if name.startswith("selective search +"):
@@ -341,9 +343,9 @@ print(f"seed {SEEDS[0]}'s detectors:\n{'trained on':<20}{'tested on':<27}{'mAP':
 for trained, tested, m in table:
     print(f"{trained:<20}{tested:<27}{m:>7.3f}")
 print("\nTraining on dense boxes, tested on them:")
-judge(trained_dense[dense_name], on_dense, ("Trained on dense boxes", "trained on selective search's"))
+judge(trained_dense[dense_name], on_dense, ("Trained on dense boxes", "trained on selective search's"), False)
 print("Each detector trained and tested on its own boxes:")
-own = judge(trained_dense[dense_name], ss_all, ("Dense boxes", "selective search"))
+own = judge(trained_dense[dense_name], ss_all, ("Dense boxes", "selective search"), False)
 print("   " + ("Sparse proposals win, as in the paper." if own["sign"] < 0
                else "Dense boxes are not worse beyond noise here, unlike the paper."))
 

@@ -23,7 +23,8 @@ Every verdict a lesson prints comes from one yardstick and one rule::
 :func:`train_seeds` trains the recipe once per seed in :data:`SEEDS`; :func:`compare_runs` scores both sides on the
 same resamples of the test images (:func:`paired_map_difference`) and :func:`difference_verdict` writes the sentence:
 the sides differ only if the 95% interval of the difference excludes zero *and* the difference exceeds twice the
-seed-to-seed standard deviation.
+seed-to-seed standard deviation (of a run's mAP; of the per-seed difference when both sides are the same networks
+tested two ways, ``same_networks``).
 """
 from __future__ import annotations
 
@@ -176,7 +177,8 @@ def detect_test_split(run: Run, bbox_reg: bool = True, progress: bool = False):
                                  ckpt.preprocessing, ckpt.config, progress=progress, bbox_reg=bbox_reg)
 
 
-def paired_map_difference(dataset, first, second, samples: int = 200, seed: int = 0, iou_thresh: float = 0.5) -> dict:
+def paired_map_difference(dataset, first, second, samples: int = 200, seed: int = 0, iou_thresh: float = 0.5,
+                          same_networks: bool = False) -> dict:
     """How two detectors' VOC07 mAPs differ on the same test images: a paired bootstrap over the images, with the
     spread over training seeds. The one yardstick of every lesson's verdict (:func:`compare_runs` wraps it for runs).
 
@@ -185,8 +187,8 @@ def paired_map_difference(dataset, first, second, samples: int = 200, seed: int 
     and scores *both* sides on that same draw, so an image that is hard for both cancels out.
 
     The rule (:func:`difference_verdict`): the sides differ when the 95% interval of the resampled difference
-    excludes zero *and* the difference exceeds twice the seed-to-seed standard deviation of a single run's mAP
-    (when a side has at least two runs).
+    excludes zero *and* the difference exceeds twice the seed-to-seed standard deviation of a single run's mAP, or
+    of a single network's difference when both sides are the same networks (when a side has at least two runs).
 
     Args:
         dataset: the test split (:class:`~minircnn.data.VOCDataset`), for its ground truth.
@@ -194,11 +196,15 @@ def paired_map_difference(dataset, first, second, samples: int = 200, seed: int 
         samples: number of resamples.
         seed: seed of the resampling.
         iou_thresh: the IoU a detection needs to count (0.5 for VOC07; 0.7 for a stricter localisation test).
+        same_networks: the i-th entries of both sides are the same trained network tested two ways (with and without
+            box regression, compressed or not, another test protocol, ...). How far a network moves from seed to
+            seed then cancels in each difference, so ``seed_sd`` is the spread of the per-seed differences instead.
 
     Returns:
         dict: ``difference`` (on the test split itself), ``low``, ``high`` (2.5 and 97.5 percentiles of the
         resampled difference), ``first`` and ``second`` (each run's mAP), ``seed_sd`` (the pooled standard deviation
-        of a run's mAP over seeds, None with one run per side).
+        of a run's mAP over seeds; with ``same_networks``, that of the per-seed differences; None with one run per
+        side).
     """
     import numpy as np
 
@@ -219,13 +225,20 @@ def paired_map_difference(dataset, first, second, samples: int = 200, seed: int 
     maps = {"first": [voc_map(f, everything) for f in first], "second": [voc_map(f, everything) for f in second]}
     rng = np.random.default_rng(seed)
     resampled = [difference(rng.integers(0, len(notes), len(notes))) for _ in range(samples)]
-    deviations = [np.asarray(m) - np.mean(m) for m in maps.values() if len(m) > 1]
-    dof = sum(len(d) - 1 for d in deviations)
-    seed_sd = float(np.sqrt(sum(float(d @ d) for d in deviations) / dof)) if dof else None
+    if same_networks:
+        if len(first) != len(second):
+            raise ValueError(f"same_networks needs one entry per network on each side, got {len(first)} and "
+                             f"{len(second)}")
+        per_seed = np.subtract(maps["first"], maps["second"])
+        seed_sd = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None
+    else:
+        deviations = [np.asarray(m) - np.mean(m) for m in maps.values() if len(m) > 1]
+        dof = sum(len(d) - 1 for d in deviations)
+        seed_sd = float(np.sqrt(sum(float(d @ d) for d in deviations) / dof)) if dof else None
     low, high = np.percentile(resampled, [2.5, 97.5])
     return {"difference": float(np.mean(maps["first"]) - np.mean(maps["second"])), "low": float(low),
             "high": float(high), "first": [float(m) for m in maps["first"]],
-            "second": [float(m) for m in maps["second"]], "seed_sd": seed_sd}
+            "second": [float(m) for m in maps["second"]], "seed_sd": seed_sd, "same_networks": same_networks}
 
 
 def difference_sign(result: dict) -> int:
@@ -241,7 +254,8 @@ def difference_sign(result: dict) -> int:
 def difference_verdict(result: dict, first: str, second: str) -> str:
     """One sentence from :func:`paired_map_difference`'s numbers, by the rule of :func:`difference_sign`."""
     d, low, high, sd = result["difference"], result["low"], result["high"], result["seed_sd"]
-    spread = "" if sd is None else f", seed-to-seed sd {sd:.3f}"
+    of = " of the difference" if result.get("same_networks") else ""
+    spread = "" if sd is None else f", seed-to-seed sd{of} {sd:.3f}"
     numbers = f"(difference {d:+.3f}, 95% interval over test images [{low:+.3f}, {high:+.3f}]{spread})"
     sign = difference_sign(result)
     if sign == 0:
@@ -284,7 +298,7 @@ def _cached_detections(run: Run, bbox_reg: bool):
 
 
 def compare_runs(first, second, names=("first", "second"), bbox_reg=(True, True), samples: int = 200,
-                 dataset=None, iou_thresh: float = 0.5) -> dict:
+                 dataset=None, iou_thresh: float = 0.5, same_networks=None) -> dict:
     """:func:`paired_map_difference` of two recipes' runs on their shared test split, with the verdict.
 
     Args:
@@ -295,6 +309,8 @@ def compare_runs(first, second, names=("first", "second"), bbox_reg=(True, True)
         samples: bootstrap resamples.
         dataset: the test split; default: the first :class:`Run`'s.
         iou_thresh: the IoU a detection needs to count (VOC07: 0.5).
+        same_networks: whether the sides are the same trained networks tested two ways (see
+            :func:`paired_map_difference`); default: whether both are the same list of runs.
 
     A run's detections are made once per checkpoint and reused by later calls.
 
@@ -315,7 +331,11 @@ def compare_runs(first, second, names=("first", "second"), bbox_reg=(True, True)
     a, b = detections(first, bbox_reg[0]), detections(second, bbox_reg[1])
     if dataset is None:
         raise ValueError("compare_runs needs the test split: give dataset= or at least one Run")
-    result = paired_map_difference(dataset, a, b, samples=samples, iou_thresh=iou_thresh)
+    if same_networks is None:
+        same_networks = all(isinstance(r, Run) for r in list(first) + list(second)) and \
+            [r.out for r in first] == [r.out for r in second]
+    result = paired_map_difference(dataset, a, b, samples=samples, iou_thresh=iou_thresh,
+                                   same_networks=same_networks)
     result["sign"] = difference_sign(result)
     result["verdict"] = difference_verdict(result, *names)
     return result

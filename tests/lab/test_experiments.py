@@ -236,6 +236,23 @@ def test_paired_map_difference_at_a_stricter_iou(voc):
     assert experiments.paired_map_difference(test, [narrow], [nothing], samples=5, iou_thresh=0.7)["difference"] == 0
 
 
+def test_same_networks_take_the_spread_of_their_per_seed_differences(voc):
+    """Two networks tested two ways: (perfect, half) against (half, half). Independent recipes would pool each side's
+    spread; the same networks cancel theirs, leaving the spread of the per-seed differences (1 - m, 0): sd
+    (1 - m) / sqrt(2). Unequal sides are refused."""
+    from minircnn.data import VOCDataset
+    from minircnn.evaluation import eval_detection_voc
+    test = VOCDataset(voc, "trainval")
+    notes, perfect, half = _perfect_and_half(test)
+    m = eval_detection_voc(*half, [a.boxes for a in notes], [a.labels for a in notes],
+                           [a.difficult for a in notes], num_classes=test.num_classes)["map"]
+    result = experiments.paired_map_difference(test, [perfect, half], [half, half], samples=5, same_networks=True)
+    assert result["seed_sd"] == pytest.approx((1 - m) / np.sqrt(2)) and result["same_networks"]
+    assert "seed-to-seed sd of the difference" in experiments.difference_verdict(result, "A", "B")
+    with pytest.raises(ValueError, match="one entry per network"):
+        experiments.paired_map_difference(test, [perfect], [half, half], same_networks=True)
+
+
 @pytest.mark.parametrize("difference, low, high, sd, verdict", [
     (0.05, 0.01, 0.09, 0.01, "A is better than B"),      # interval above 0 and 0.05 > 2 x 0.01
     (-0.05, -0.09, -0.01, None, "A is worse than B"),    # one run a side: the interval alone decides
