@@ -28,11 +28,12 @@
 # **Before you start.** From the repository's root folder, `pip install -e ".[test]"` installs the package with what
 # the lessons need (Jupyter's kernel, nbclient, jupytext); `pip install jupyterlab` and `jupyter lab lessons/` open
 # them (a notebook committed with outputs shows those of a full run, `python lessons/build_notebooks.py`; running
-# it replaces them with yours). Notebooks run with `lessons/` as their working folder, so the shell commands below (in "Try this next")
-# start with `cd ..`. **What to expect:** the first run of this lesson trains the default detector, about 10 minutes
-# on a 2-core CPU (3 of them computing proposals and pretraining the backbone, once); later runs read it back in
-# seconds. Its mAP on the built-in test split was 0.809, 0.825 and 0.817 for three training seeds (measured in
-# `benchmarks/RESULTS.md`); section 4 prints yours.
+# it replaces them with yours). Notebooks run with `lessons/` as their working folder, so the shell commands below
+# (in "Try this next") start with `cd ..`. **What to expect:** the first run of this lesson trains the default
+# detector, about 10 minutes on a quiet 2-core CPU (3 of them computing proposals and pretraining the backbone, once;
+# `benchmarks/RESULTS.md`, "Pipeline"), longer while other programs share the CPU; section 3 prints how long yours
+# took. Later runs read it back in seconds. Its mAP on the built-in test split was 0.809, 0.825 and 0.817 for three
+# training seeds (measured in `benchmarks/RESULTS.md`); section 4 prints yours.
 #
 # Code: `minircnn/lab/experiments.py` (the cached training runs of the lessons), `minircnn/train.py`,
 # `minircnn/evaluate.py`, `minircnn/visualize.py`. Tests: `tests/lab/test_experiments.py`, `tests/test_train.py`,
@@ -142,7 +143,7 @@ plt.show()
 # union (IoU) of at least 0.5, and each true box can be found only once. Sorting a class's detections by score and
 # counting gives a precision-recall curve; its area is the class's **average precision** (AP, VOC 2007's 11-point
 # version), and the mean over the classes is the **mAP**. The paper's VGG16 reaches 66.9% mAP on VOC 2007 (Table
-# 1); ours is another dataset and a network thousands of times smaller, so the two numbers are not comparable — but
+# 1); ours is another dataset and a far smaller network, so the two numbers are not comparable — but
 # they are computed the same way.
 
 # %%

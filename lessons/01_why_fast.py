@@ -191,9 +191,9 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# R-CNN's time grows in proportion to the number of proposals from the start; Fast R-CNN pays for its one conv pass
+# R-CNN's time grows with the number of proposals, one conv pass per crop; Fast R-CNN pays for its one conv pass
 # whatever R is, and only its RoI pooling and fc part grows. With many proposals R-CNN's time is mostly conv layers,
-# and how big the gap gets is mostly a matter of how many pixels each way pushes through the convs:
+# and the conv layers' part of the gap comes from how many pixels each way pushes through them:
 
 # %%
 blob, _ = prepare_image(image, config.test_scale, config.test_max_size, preprocessing)
@@ -210,15 +210,16 @@ print(f"the paper's setting: 2000 crops of 224^2 vs a 600x739 image: {paper:.0f}
       f"R-CNN 146x slower with VGG16 (47 s vs 0.32 s per image)")
 
 # %% [markdown]
-# Two things make our speed-up smaller than the paper's. Our crops are small next to our images (the paper's 224-pixel
-# crops are each about a ninth of a 600 × 739 image, VOC's average), so R-CNN's conv work is a smaller multiple of
-# Fast R-CNN's. And our convs are cheap: with thousands of proposals, the part of Fast R-CNN's time that grows with R
-# — RoI pooling and the fc layers — weighs more against its one conv pass (the conv share is printed above) than in
-# VGG16, whose conv pass is about half of its 0.32 s (Fig. 2: conv 46%, fc6 39%, fc7 6%, RoI pooling 5%).
+# Our speed-up is smaller than the paper's, but not for lack of conv work to save: our crops add up to a larger multiple
+# of Fast R-CNN's conv pixels than the paper's do (the paper's 224-pixel crops are each about a ninth of a 600 × 739
+# image, VOC's average; both multiples are printed above). What holds it back is that our convs are cheap: with
+# thousands of proposals, the part of Fast R-CNN's time that grows with R — RoI pooling and the fc layers — weighs more
+# against its one conv pass (the conv share is printed above) than in VGG16, whose conv pass is about half of its 0.32 s
+# (Fig. 2: conv 46%, fc6 39%, fc7 6%, RoI pooling 5%).
 #
 # The direction is the paper's: sharing one conv pass between all the proposals of an image is what makes Fast R-CNN
-# fast at test time. What remains is mostly the fc layers; Sec. 3.1 compresses them with a truncated SVD, which takes
-# Table 4's 146× to 213×.
+# fast at test time. Outside that one pass, what remains is mostly the fc layers; Sec. 3.1 compresses them with a
+# truncated SVD, which takes Table 4's 146× to 213×.
 #
 # ## 3. Do the two compute the same thing?
 #

@@ -237,9 +237,10 @@ for name, (seconds, result) in timings.items():
 #
 # ## 5. A picture
 #
-# Left: the overlapping RoIs of section 2 and their gradient; the shared maximum collects from both. Right: where the
-# switches of the 7 × 7 pooling above point on one channel of image 0 — the count of (RoI, bin) pairs per cell. The
-# gradient reaching the conv layers is concentrated on a few strong cells that many proposals share.
+# Left and middle: the overlapping RoIs of section 2 and their gradient; the shared maximum collects from both.
+# Right: where the switches of the 7 × 7 pooling above point on one channel of image 0 — the count of (RoI, bin)
+# pairs per cell. The gradient reaching the conv layers is uneven: the line under the figure gives the share of
+# cells that receive any of it and how many switches the busiest cell collects.
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(14, 4))

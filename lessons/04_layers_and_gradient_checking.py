@@ -172,9 +172,11 @@ print(f"  offset-GEMM (lesson)                   {t_offset * 1e3:9.1f} ms")
 print(f"  package                                {t_package * 1e3:9.1f} ms")
 
 # %% [markdown]
-# The lesson's offset-GEMM is slower than it needs to be: `acc += w @ slice` makes a fresh output-sized temporary
-# for every offset and reads it back to add it. The package asks BLAS to accumulate into the output directly
-# (`C = A·B + C`, `minircnn/functional/_blas.py`) and works on chunks of rows small enough to stay in cache.
+# What the offset-GEMM saves is memory: no `kh·kw`-fold copy of the input (im2col's matrix against the input, printed
+# above). It need not win on time, and the timings scatter when other programs are busy on the CPU. Beside the
+# lesson's version, which makes a fresh output-sized temporary for every offset (`acc += w @ slice`) and reads it back
+# to add it, the package asks BLAS to accumulate into the output directly (`C = A·B + C`,
+# `minircnn/functional/_blas.py`) and works on chunks of rows small enough to stay in cache.
 #
 # The package's conv also has a stride > 1 path and an im2col path for thin inputs (conv1_1 has 3 channels) and
 # small maps; the tests run all of them. Its backward reuses the same slices: `dw[:, :, i, j] = dy @ sliceᵀ` and
@@ -291,9 +293,9 @@ plt.show()
 
 # %% [markdown]
 # Float32's best error (printed above) is orders of magnitude worse than float64's, and the step where it is reached
-# depends on the function and the scale of its inputs, so no single step and tolerance would suit every layer.
-# Float64 leaves a wide margin: steps from about 1e-8 to 1e-3 all give errors below `GRAD_RTOL`. That is why every
-# gradient check in the package runs in float64, while training runs in float32.
+# depends on the function and the scale of its inputs, so no single step and tolerance would suit every layer. Float64
+# leaves a wide margin: in the plot its errors stay below the `GRAD_RTOL` line over a wide range of steps around the
+# default `h`. That is why every gradient check in the package runs in float64, while training runs in float32.
 #
 # ## 6. Check your own layers
 #

@@ -155,11 +155,12 @@ print(f"conv time per image: {fast_conv / 2 * 1e3:.1f} ms in the 2-image step, {
 
 # %% [markdown]
 # Sharing the conv pass between the RoIs of an image is the whole trick: the conv layers' work grows with the number
-# of images, not of RoIs. Expect a measured factor of the order of 64, not exactly 64. The head costs the same both
-# ways (128 RoIs), and a small batch pays fixed costs per layer call, which pulls the factor down; on a CPU the
-# 128-image activations do not fit in the processor's caches while the 2-image ones nearly do, so each image costs
-# more in the big batch, which pushes it up. With the paper's 600 × 1000 images the conv layers dominate everything
-# else, which is the situation the paper's estimate describes.
+# of images, not of RoIs. Expect a measured factor of the order of 64, not exactly 64. The head has the same
+# 128 RoIs to process both ways, so it gains far less than the conv layers (compare the printed head times), and a
+# small batch pays fixed costs per layer call; both pull the factor down. On a CPU the 128-image activations do not
+# fit in the processor's caches while the 2-image ones nearly do, so each image costs more in the big batch (the
+# printed conv time per image), which pushes it up. With the paper's 600 × 1000 images the conv layers dominate
+# everything else, which is the situation the paper's estimate describes.
 #
 # Timings scatter when another program is busy on the CPU: the BLAS library behind the matrix products splits each
 # product over threads, and a thread waiting for a busy core stalls the whole product. If your numbers look odd,

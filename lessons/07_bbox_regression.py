@@ -344,8 +344,8 @@ print("COCO-style AP@[.5:.95], with vs without, each seed: " + ", ".join(f"{a:.3
 # Regression can only change localisation: a detection counts if its box overlaps a true box with IoU ≥ 0.5, so a
 # well-scored proposal that misses by a little is a false positive *and* leaves its object unfound, unless the
 # regressor moves it. How much that is worth depends on two things: how far the proposals are from their objects
-# (selective search fits our flat, sharp-edged shapes much more tightly than VOC's objects, section 5), and how well
-# the regressors have learned. The next section looks at the second.
+# (the table of section 5 counts how many of ours already overlap theirs with IoU ≥ 0.7), and how well the regressors
+# have learned. The next section looks at the second.
 #
 # ## 7. What did the regressors learn?
 #
@@ -402,7 +402,7 @@ print(f"our run: {config.iters} SGD steps; the paper's VGG16: 40000")
 # that point the right way at a quarter of the targets' size move a box a quarter of the way. Similar numbers on the
 # training and the test split mean the regressors do not overfit; timid outputs on both mean they are short of
 # training rather than of data, and then their modest effect on the IoUs of section 5 and on the mAP of section 6 is
-# what to expect. The paper trains for far more steps (printed above) on far looser proposals.
+# what to expect. The paper trains for far more steps (printed above).
 #
 # The other columns of Table 6 are training experiments: a network trained with the classification loss only
 # (52.2 / 54.7 / 62.6 for S / M / L), and box regressors trained afterwards on its frozen features ("stage-wise",

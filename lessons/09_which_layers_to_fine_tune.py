@@ -213,9 +213,9 @@ print(f"{'  predicted (mult-adds)':28s}" + "".join(f"{predicted[n] / predicted['
 # ## 3. Train the three detectors
 #
 # Each run is the tiny preset (3000 SGD steps of two images and 128 RoIs) with only `frozen` changed. One run is one
-# draw: the seed decides the initial weights of the new layers, the mini-batches and the flips, and mAP moves by
-# about 0.01 from seed to seed. So each variant is trained once per seed in `SEEDS` (`train_seeds`), and the table
-# gives the mean. The full model's runs are the tag `"default"`, shared with the other lessons. A finished run is
+# draw: the seed decides the initial weights of the new layers, the mini-batches and the flips, and mAP moves from
+# seed to seed. So each variant is trained once per seed in `SEEDS` (`train_seeds`), and the table gives the mean
+# and each seed's mAP. The full model's runs are the tag `"default"`, shared with the other lessons. A finished run is
 # read back from `runs/lessons/<tag>/`; a missing one trains (a few minutes each on a laptop CPU). With
 # `MINIRCNN_FAST=1` each run is a few steps from scratch on a few images: every line executes, no number means
 # anything.

@@ -284,7 +284,8 @@ print(f"{n_difficult} of {sum(len(a.boxes) for a in notes)} test objects are dif
 # averages. That is the COCO *idea*, not the COCO toolkit (which interpolates precision at 101 recall points, handles
 # "crowd" boxes instead of "difficult" ones and matches slightly differently); the numbers are close, not equal.
 #
-# For the paper's VGG16 on COCO test-dev the stricter metric cuts the score to 55% of the IoU-0.5 one: 19.7 against 35.9. Ours:
+# For the paper's VGG16 on COCO test-dev the stricter metric cuts the score to 55% of the IoU-0.5 one: 19.7 against
+# 35.9. Ours:
 
 # %%
 coco = eval_detection_coco_style(*found, *gt, num_classes=K1)
@@ -344,10 +345,10 @@ result = compare_runs([apply_protocol(o, config, protocol="paper") for o in ever
 print(result["verdict"])
 
 # %% [markdown]
-# The two protocols differ mostly in which *low-scoring* detections they keep. Those sit near the end of each
-# class's ranked list, where they add a little recall at low precision, so the choice moves AP much less than the
-# NMS threshold does (compare the two lines above with the NMS table). It matters when comparing with published
-# numbers to the last decimal, not for the ideas.
+# The two protocols differ mostly in which *low-scoring* detections they keep. Those sit near the end of each class's
+# ranked list, where they add a little recall at low precision, so the choice should move AP much less than the NMS
+# threshold does (compare the two protocol lines above with the NMS table of section 2). It matters when comparing with
+# published numbers to the last decimal, not for the ideas.
 #
 # ## Try this next
 #

@@ -274,5 +274,5 @@ for text, a, b, paper in (("(b) - (a): the box loss during training, boxes unuse
 #   interval narrow enough to decide?
 # * Stage-wise with more freedom: unfreeze fc7 as well (remove it from `EVERY_LAYER_BUT_BBOX_PRED`). Does (c) close
 #   the gap to (d)? What happens to mAP without box regression, now that fc7 learns from the box loss alone?
-# * Give the regressors more time: train the default and the stage-wise run for 2400 steps (`iters=2400,
-#   stepsize=1800`, new tags). Does the box loss keep falling, and do (c) and (d) pull away from (a) and (b)?
+# * Give the regressors more time: train the default and the stage-wise run for twice the steps (`iters=6000,
+#   stepsize=4500`, new tags). Does the box loss keep falling, and do (c) and (d) pull away from (a) and (b)?

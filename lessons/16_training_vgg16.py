@@ -186,15 +186,16 @@ else:
 # %% [markdown]
 # ## 3. The original proposals and ImageNet weights
 #
-# **Proposals.** The paper's numbers use the selective-search boxes that the original release distributes (computed
-# in selective search's fast mode, as R-CNN did; lesson 08): `data/scripts/fetch_selective_search_data.sh` in the Fast R-CNN repository downloads
-# `selective_search_data.tgz` (~0.5 GB), which unpacks to `selective_search_data/voc_2007_trainval.mat`,
-# `voc_2007_test.mat`, and the VOC 2012 files. Each holds a cell array `boxes`, one matrix per image in the order of
-# `ImageSets/Main/<split>.txt`, with rows **[y1 x1 y2 x2], 1-based** (docs/reference.md §12, §14.17).
-# `--proposals 'selective_search_data/voc_2007_{split}.mat'` makes training read the training split's file and
-# evaluation the test split's (`{split}` is filled in); `minircnn/data/proposal_files.py` swaps the columns and
-# subtracts 1. (Without it the preset runs our own selective search, `ss-fast`, on every image once and caches the
-# boxes: a long job for the 9,963 VOC images on a CPU; `benchmarks/RESULTS.md` gives its time per image.)
+# **Proposals.** The paper's numbers use the selective-search boxes that the original release distributes (computed in
+# selective search's fast mode, as R-CNN did; lesson 08): `data/scripts/fetch_selective_search_data.sh` in the
+# Fast R-CNN repository downloads `selective_search_data.tgz` (~0.5 GB), which unpacks to
+# `selective_search_data/voc_2007_trainval.mat`, `voc_2007_test.mat`, and the VOC 2012 files. Each holds a cell array
+# `boxes`, one matrix per image in the order of `ImageSets/Main/<split>.txt`, with rows **[y1 x1 y2 x2], 1-based**
+# (docs/reference.md §12, §14.17). `--proposals 'selective_search_data/voc_2007_{split}.mat'` makes training read the
+# training split's file and evaluation the test split's (`{split}` is filled in); `minircnn/data/proposal_files.py`
+# swaps the columns and subtracts 1. (Without it the preset runs our own selective search, `ss-fast`, on every image
+# once and caches the boxes: a long job for the 9,963 VOC images on a CPU; `benchmarks/RESULTS.md` gives its time per
+# image.)
 #
 # To see the format, we write our lesson dataset's proposals into two files laid out like the release's, and read
 # them back through the same function training uses:
@@ -338,14 +339,14 @@ print(f"total loss {first_loss:.4g} -> {last_loss:.4g}: "
 # | after truncated SVD of fc6, fc7 | 66.6 | Table 4 |
 # | models S (CaffeNet) and M (VGG_CNN_M_1024) | 57.1, 59.2 | Table 4 |
 #
-# What moves our number away from 66.9, and has not been measured here for VGG16: **the weights** — the paper
-# never trains from scratch; without `--weights` the preset starts from random ones, and 40k iterations on 5k images
-# should land far below (the tiny model shows the same effect at a small scale: `python -m minircnn.train
-# --weights none`). **The proposals** — without `--proposals` the preset uses `ss-fast`, our fast selective search,
-# not the release's boxes (the original MATLAB selective search). **The test protocol** — our default keeps per image the detections above
-# 0.05 after NMS, capped at 100; the original keeps about 40 per class per image over the whole test set
-# (docs/reference.md §8, §14.12). **Torchvision weights instead of Caffe's** come from a different ImageNet training
-# run. Per class, the paper's AP (Table 1, VOC07 trainval):
+# What moves our number away from 66.9, and has not been measured here for VGG16: **the weights** — the paper never
+# trains from scratch; without `--weights` the preset starts from random ones, and 40k iterations on 5k images should
+# land far below (to try this at a small scale, train the tiny model with `python -m minircnn.train --weights none` and
+# compare its mAP with the default's). **The proposals** — without `--proposals` the preset uses `ss-fast`, our fast
+# selective search, not the release's boxes (the original MATLAB selective search). **The test protocol** — our default
+# keeps per image the detections above 0.05 after NMS, capped at 100; the original keeps about 40 per class per image
+# over the whole test set (docs/reference.md §8, §14.12). **Torchvision weights instead of Caffe's** come from a
+# different ImageNet training run. Per class, the paper's AP (Table 1, VOC07 trainval):
 
 # %%
 PAPER_AP = (74.5, 78.3, 69.2, 53.2, 36.6, 77.3, 78.2, 82.0, 40.7, 72.7, 67.9, 79.6, 79.2, 73.0, 69.0, 30.1, 65.4,
@@ -364,8 +365,8 @@ print(f"mean of the 20 APs: {np.mean(PAPER_AP):.2f} (the paper's 66.9); hardest:
       f"{', '.join(VOC_CLASS_NAMES[i] for i in order[:3])}")
 
 # %% [markdown]
-# Small, thin or cluttered objects (bottles, plants, chairs, boats) are where a 16-pixel stride and a 7 × 7 RoI grid
-# hurt most; large, compact ones (cats, trains, dogs) are easy.
+# The paper's lowest APs are those of small, thin or cluttered objects (plants, bottles, chairs, then boats), where a
+# 16-pixel stride and a 7 × 7 RoI grid lose the most detail; large, compact ones (cats, dogs, horses) score highest.
 #
 # ## Try this next
 #

@@ -316,8 +316,8 @@ for name, n_boxes, m, _, ar in results:
 # * **Smaller range.** Selective search "fast" gives far fewer boxes on our small, simple images than the paper's
 #   2k–10k (section 2 prints how many); our sweep covers the range our proposal method produces. Adding random dense
 #   boxes is how the paper pushed beyond it too.
-# * **One small test set**: 150 images, so differences of a point or two in mAP are often within noise; the
-#   verdicts say which.
+# * **One small test set**: 150 images, so small differences in mAP are often within noise; the verdicts say
+#   which.
 #
 # ## 4. Training with dense boxes
 #
@@ -352,9 +352,9 @@ print("   " + ("Sparse proposals win, as in the paper." if own["sign"] < 0
 # %% [markdown]
 # ## Try this next
 #
-# * Selective search "quality" (80 strategies, `proposals_for_split(test, "ss-quality")`, slow: a few seconds per
-#   image) gives several thousand boxes per image. Redo the recall curves and the top-k sweep with it: do you reach
-#   the paper's range of 1k–10k, and does mAP fall at the high end?
+# * Selective search "quality" (`proposals_for_split(test, "ss-quality")`: 80 strategies, ten times as many as
+#   "fast", so expect a long wait). Redo the recall curves and the top-k sweep with it: how many boxes per image does
+#   it give, do you reach the paper's range of 1k–10k, and does mAP fall at the high end?
 # * Replace each selective-search box by its nearest dense box (largest IoU) and test the default detector on those
 #   (the paper's 57.7 % experiment): how much of the gap is about *where* the boxes are, and how much about their
 #   exact shape?

@@ -124,12 +124,11 @@ for label, layers in (("before SVD", [net.fc6]),
 print(f"fc6 weights in float32: tiny {W6.nbytes / 2**20:.0f} MiB, VGG16 {4096 * 25088 * 4 / 2**20:.0f} MiB")
 
 # %% [markdown]
-# Read the two columns of times. All at once, one matrix product passes over the weights once for all RoIs, and BLAS
-# can keep blocks of them in the processor's caches; the loop passes over the whole weight matrix once per RoI, plus a
-# Python call each time. How much that is worth grows with the number of RoIs and with the size of the weights
-# (printed above for fc6). And compare the rows: the SVD's ratio of multiply-adds (section 1) shows up in both
-# columns, less fully where fixed costs per call weigh more. The next two sections time the whole forward, stage by
-# stage.
+# Read the two columns of times. All at once, one matrix product passes over the weights once for all RoIs, and BLAS can
+# keep blocks of them in the processor's caches; the loop passes over the whole weight matrix once per RoI, plus a
+# Python call each time. How much that is worth depends on the number of RoIs and on the size of the weights (printed
+# above for fc6). And compare the rows: in each column, set the factor by which the SVD cuts the time beside the ratio
+# of multiply-adds of section 1. The next two sections time the whole forward, stage by stage.
 #
 # ## 3. Where the time goes: the tiny detector, one image, all its proposals
 #
@@ -195,12 +194,12 @@ print_breakdown(tiny)
 # %% [markdown]
 # ## 4. The same at VGG16's sizes
 #
-# Our tiny detector is not VGG16: its fc layers are far smaller (the table of section 1 has both shapes). To see
-# the paper's situation we build VGG16 itself (random weights: the time of a forward pass does not depend on the
-# values), feed it one image blob of 600 × 800 and 2000 random boxes, and time the same stages before and after
-# factoring fc6 and fc7 at the paper's ranks, 1024 and 256. Computing the real SVD of a 4096 × 25088 matrix takes
-# minutes, so after SVD the two pairs of layers get random values of the right shapes (`factor_layers`, the
-# structure `compress` builds): again only the shapes decide the time.
+# Our tiny detector is not VGG16: its fc layers are far smaller (the table of section 1 has both shapes). To see the
+# paper's situation we build VGG16 itself (random weights: the time of a forward pass does not depend on the values),
+# feed it one image blob of 600 × 800 and 2000 random boxes, and time the same stages before and after factoring fc6 and
+# fc7 at the paper's ranks, 1024 and 256. Computing the real SVD of a 4096 × 25088 matrix is slow on a CPU, so after SVD
+# the two pairs of layers get random values of the right shapes (`factor_layers`, the structure `compress` builds):
+# again only the shapes decide the time.
 #
 # VGG16's parameters alone take over half a gigabyte of memory (printed below). With `MINIRCNN_FAST` everything
 # shrinks (a VGG16 with few channels and fc layers of 256, a 96 × 128 image, 200 RoIs, ranks 64 and 16): the numbers
@@ -262,9 +261,11 @@ plt.show()
 # Read the bars as the paper's Fig. 2 turned on its side. How the shares split on a CPU is not how they split on a
 # GPU (a K40 running Caffe does convs and matrix products at other relative speeds than NumPy on one CPU thread),
 # but the mechanism is the same one: fc6 and fc7 cost a fixed amount *per RoI*, so with thousands of RoIs they can
-# weigh as much as a whole image's conv layers, or more, and the SVD shrinks exactly that part. The gain in fc6 +
-# fc7 follows the ratio of multiply-adds, uv against t(u + v) (table in section 1); what it is worth for the whole
-# forward depends on how big a share the fc layers had to begin with.
+# weigh as much as a whole image's conv layers, or more, and the SVD shrinks exactly that part. Counting alone
+# predicts a gain in fc6 + fc7 of the ratio of multiply-adds, uv against t(u + v) (table in section 1); the printed
+# gains fall short of it, as not all of a layer's time is multiply-adds (reading its inputs, writing its outputs,
+# fixed costs per call). What the gain is worth for the whole forward depends on how big a share the fc layers had to
+# begin with.
 #
 # ## Try this next
 #

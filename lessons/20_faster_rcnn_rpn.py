@@ -91,14 +91,14 @@ print(f"the proposals take {ss_s / (ss_s + net_s):.0%} of a test image; even an 
 # %% [markdown]
 # ## 2. Anchors: k reference boxes at every feature cell
 #
-# The RPN looks at the feature map through a 3x3 window and, at each cell, answers for k *anchors* centred on the
-# cell: is there an object, and how does its box differ from the anchor? An anchor of scale S and aspect ratio
-# r = h / w is `S / sqrt(r)` wide and `S * sqrt(r)` tall, so all ratios of one scale cover the same area S². The
-# paper uses 3 scales (128, 256, 512 px) x 3 ratios on 600-pixel images; our images are smaller (a shorter side of
-# 288) and so are many objects (12–128 px in the built-in set), so our default is 5 scales in powers of two, from one
-# feature stride (16 px) to nearly the whole image (256 px), x the paper's 3 ratios (`minircnn/rpn/anchors.py`).
-# The cell centres are 16 px apart (the backbone's stride): the same k shapes repeat over the whole map, which is
-# what makes the RPN translation invariant.
+# The RPN looks at the feature map through a 3x3 window and, at each cell, answers for k *anchors* centred on the cell:
+# is there an object, and how does its box differ from the anchor? An anchor of scale S and aspect ratio r = h / w is
+# `S / sqrt(r)` wide and `S * sqrt(r)` tall, so all ratios of one scale cover the same area S². The paper uses 3 scales
+# (128, 256, 512 px) x 3 ratios on 600-pixel images; our images are smaller (a shorter side of 288) and so are many
+# objects (sides of 12 to 100 px in the built-in set, before scaling), so our default is 5 scales in powers of two, from
+# one feature stride (16 px) to nearly the whole image (256 px), x the paper's 3 ratios (`minircnn/rpn/anchors.py`). The
+# cell centres are 16 px apart (the backbone's stride): the same k shapes repeat over the whole map, which is what makes
+# the RPN translation invariant.
 
 # %%
 settings = rpn_ckpt.model.rpn_settings
@@ -270,8 +270,10 @@ print(f"mean objectness of the best anchor: cells on an object {best[on_objects]
 #
 # The proposal stage (`minircnn/rpn/proposals.py`) decodes every anchor's deltas into a box, clips it to the image,
 # drops boxes smaller than a few pixels, keeps the 6000 of highest objectness and runs NMS at IoU 0.7, then keeps
-# the best 300. Without NMS the best-ranked boxes crowd on the most object-like spot: neighbouring anchors that found
-# the same object all score high.
+# the best 300. Without NMS the best-ranked boxes tend to crowd on the most object-like spots, as neighbouring anchors
+# that found the same object all score high. The pictures show where the best 30 lie either way, and the lines above
+# them how many of the image's objects they reach (on an image with few objects, crowded boxes may still reach
+# them all).
 
 # %%
 TOP = 30
