@@ -20,9 +20,12 @@ Usage::
 
     python -m minircnn.train --out runs/tiny && python -m minircnn.train --proposals rpn --out runs/rpn
     python benchmarks/bench_rpn.py --rpn runs/rpn/checkpoint.npz --ss runs/tiny/checkpoint.npz
-    python benchmarks/recipe_grid.py --seeds 3 4 5 --only default rpn      # three seeds of each, then:
-    python benchmarks/bench_rpn.py --rpn runs/recipe/shapes/rpn_seed{3,4,5}/checkpoint.npz \\
+    python benchmarks/recipe_grid.py --seeds 3 4 5 --only default rpn_long   # three seeds of each, then:
+    python benchmarks/bench_rpn.py --rpn runs/recipe/shapes/rpn_long_seed{3,4,5}/checkpoint.npz \\
                                    --ss runs/recipe/shapes/default_seed{3,4,5}/checkpoint.npz
+
+(``rpn_long`` is what ``--proposals rpn`` trains: 1.75x the preset's iterations; ``rpn`` is the same at the
+preset's 3000.)
 
 Timings pin BLAS to one thread (``minircnn.threads``); unset ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` for a
 measurement that matches a user's machine. Results are in ``benchmarks/RESULTS.md`` ("Region proposals").

@@ -14,7 +14,7 @@ Usage::
     python benchmarks/recipe_grid.py --only old default           # some of them
     python benchmarks/recipe_grid.py --data data/photos --only old default   # on a VOC-format folder
     python benchmarks/recipe_grid.py --seeds 3 4 5 --only default  # the spread over seeds
-    python benchmarks/recipe_grid.py --seeds 3 4 5 --only default rpn   # selective search against the RPN
+    python benchmarks/recipe_grid.py --seeds 3 4 5 --only default rpn_long   # selective search against the RPN
 
 Results are in ``benchmarks/RESULTS.md`` ("The default recipe").
 """
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO))
 
-from minircnn.training.config import get_preset  # noqa: E402
+from minircnn.training.config import configure  # noqa: E402
 
 # the recipe before this study: lr 0.005, dropout 0.5, the classifier's own 4x4 RoI grid, 1200 iterations
 OLD = dict(base_lr=0.005, dropout=0.5, roi_size=4, iters=1200, stepsize=900)
@@ -46,9 +46,12 @@ CANDIDATES = {
                           stepsize=900),
     "default": {},
     # Faster R-CNN: the RPN learns the proposals on the shared feature map (issue 17, benchmarks/bench_rpn.py)
-    "rpn": dict(proposals="rpn"),
-    # the RPN trained 1.75x longer, the released end-to-end schedule's proportion (70k against Fast R-CNN's 40k)
-    "rpn_long": dict(proposals="rpn", iters=5250, stepsize=3940),
+    "rpn": dict(proposals="rpn", iters=3000, stepsize=2250),
+    # the RPN trained 1.75x longer, the released end-to-end schedule's proportion (70k against Fast R-CNN's 40k):
+    # what `--proposals rpn` trains (minircnn.training.config.configure)
+    "rpn_long": dict(proposals="rpn"),
+    # selective search on the same longer schedule: the fair partner of rpn_long
+    "default_long": dict(iters=5250, stepsize=3940),
 }
 
 
@@ -92,7 +95,7 @@ def main(argv=None):
     for name in args.only or CANDIDATES:
         for seed in args.seeds or [None]:
             changes = dict(CANDIDATES[name], **({} if seed is None else {"seed": seed}))
-            config = get_preset("tiny").replace(data=args.data, **changes)
+            config = configure("tiny", data=args.data, **changes)
             tag = name if seed is None else f"{name}_seed{seed}"
             out = Path(args.runs) / data_name / tag
             finished = (out / "metrics.json").is_file() and (out / "config.json").is_file() and \

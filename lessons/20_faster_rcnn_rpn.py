@@ -223,7 +223,10 @@ print(f"relative error of dL/dscores {check_loss_gradient(loss_of_scores, [check
 # With the detector, training is *approximate joint training* (`minircnn/rpn/joint.py`): one SGD step adds the RPN's
 # loss to Fast R-CNN's, the two gradients meet at the shared feature map, and the proposals the detector trains on
 # are taken as constants. The paper's alternative, four-step alternating training, needs four runs; the paper
-# reports close mAP for the joint scheme and 25–50 % less training time, which is what a laptop needs.
+# reports close mAP for the joint scheme and 25–50 % less training time, which is what a laptop needs. One run still
+# has two networks to teach from the same mini-batches, so it gets more of them: `--proposals rpn` trains 1.75 times
+# the preset's iterations, as the released end-to-end solver does against Fast R-CNN's (`configure` in
+# `minircnn/training/config.py`; the first cell printed the count).
 #
 # ## 5. What the trained RPN has learned: the objectness map
 #

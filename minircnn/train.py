@@ -12,7 +12,7 @@ from pathlib import Path
 from .cli import add_device_argument, parse_sizes, run_command
 from .inference.protocols import PROTOCOLS
 from .training.checkpoint import load_config
-from .training.config import PRESETS, get_preset
+from .training.config import PRESETS, configure, get_preset
 from .training.loop import train
 
 # argparse flag -> config key, for the flags that override the preset
@@ -77,7 +77,8 @@ def parse_args(argv=None):
                    + preset_default("stepsize"))
     p.add_argument("--proposals", metavar="METHOD|FILES",
                    help="region proposals: ss-fast, ss-quality (selective search), dense (sliding windows), rpn (a "
-                        "Region Proposal Network trained with the detector on the same convs: Faster R-CNN), or "
+                        "Region Proposal Network trained with the detector on the same convs: Faster R-CNN; without --iters "
+                        "and --stepsize it trains 1.75x the preset's iterations), or "
                         "precomputed files: a path with {split} (e.g. selective_search_data/voc_2007_{split}.mat, the "
                         "original release's), or a folder of <prefix>_<split>.mat/.npz files"
                         + preset_default("proposals"))
@@ -120,8 +121,9 @@ def overrides(args) -> dict:
 
 
 def resolve_config(args):
-    """The preset with the command line's overrides (only flags that were given)."""
-    return get_preset(args.preset or "tiny").replace(**overrides(args))
+    """The preset with the command line's overrides (only flags that were given; ``--proposals rpn`` without
+    ``--iters``/``--stepsize`` also lengthens the schedule, :func:`~minircnn.training.config.configure`)."""
+    return configure(args.preset or "tiny", **overrides(args))
 
 
 def check_resume_flags(args, ckpt_config, path) -> None:

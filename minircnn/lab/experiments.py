@@ -105,9 +105,9 @@ def train_detector(tag: str, root, evaluate: bool = True, progress: bool = True,
     Returns:
         :class:`Run`. A folder that already holds a finished run of the same config is read back, not retrained.
     """
-    from ..training.config import get_preset
+    from ..training.config import configure
     from ..training.loop import train
-    config = get_preset("tiny").replace(data=str(root), **changes)
+    config = configure("tiny", data=str(root), **changes)
     if FAST:     # the lesson's own changes win, except the length of the run and pretraining (minutes in CI)
         forced = ("iters", "weights") if config.weights == "pretrained" else ("iters",)
         config = config.replace(**{k: v for k, v in FAST_CHANGES.items() if k not in changes or k in forced})

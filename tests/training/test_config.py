@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minircnn import train
-from minircnn.training.config import BACKBONE_NAMES, PRESETS, TrainConfig, get_preset
+from minircnn.training.config import BACKBONE_NAMES, PRESETS, TrainConfig, configure, get_preset
 from minircnn.data import PREPROCESSING_PRESETS, generate_shapes_dataset
 from minircnn.models import BACKBONES
 
@@ -44,3 +44,20 @@ def test_caffenet_preset_runs_two_iterations_at_a_small_scale(tmp_path):
         assert int(f["iteration"]) == 2
         assert f["param/fc6.weight"].shape == (4096, 9216) and f["param/conv2.weight"].shape == (256, 48, 5, 5)
         assert "solver/velocity.conv1.weight" not in f.files and "solver/velocity.conv2.weight" in f.files
+
+
+def test_rpn_proposals_lengthen_the_schedule_unless_it_is_given():
+    """--proposals rpn trains 1.75x the preset's schedule, rounded to tens: 3000/2250 -> 5250/3940 for the tiny
+    preset, 40000/30000 -> 70000/52500 for VGG16 (the released end-to-end solver's 70k); an explicit --iters or
+    --stepsize is taken as given, and other proposals keep the preset's schedule."""
+    def schedule(*argv):
+        config = train.resolve_config(train.parse_args(list(argv)))
+        return config.iters, config.stepsize
+
+    assert schedule("--proposals", "rpn") == (5250, 3940)
+    assert schedule("--preset", "vgg16_voc07", "--proposals", "rpn") == (70000, 52500)
+    assert schedule("--proposals", "rpn", "--iters", "100") == (100, 2250)
+    assert schedule("--proposals", "rpn", "--stepsize", "50") == (3000, 50)
+    assert schedule("--proposals", "dense") == (3000, 2250)
+    assert schedule() == (3000, 2250)
+    assert configure("tiny", proposals="rpn", seed=4).replace(seed=3) == configure("tiny", proposals="rpn")
