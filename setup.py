@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["minircnn", "minircnn.*"]),
     package_data={"minircnn": ["kernels/*.cu"]},
-    install_requires=["numpy>=1.24", "scipy>=1.10", "pillow>=9", "matplotlib>=3.6", "tqdm>=4.60",
+    install_requires=["numpy>=1.24", "scipy>=1.10", "pillow>=9", "matplotlib>=3.6", "tqdm>=4.66",
                       "scikit-image>=0.21", "threadpoolctl>=3.1"],
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],

@@ -52,6 +52,7 @@ def build(script: Path, execute: bool = True) -> float:
     if execute:
         environment = {k: v for k, v in os.environ.items() if k != "MINIRCNN_FAST"}
         environment["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+        environment["TQDM_DISABLE"] = "1"   # a saved notebook shows results; progress bars would add hundreds of lines
         saved = os.environ.copy()
         os.environ.clear()
         os.environ.update(environment)      # the kernel inherits this process's environment
