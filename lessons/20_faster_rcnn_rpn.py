@@ -394,6 +394,10 @@ for seed, a, b in zip(SEEDS, swapped["first"], swapped["second"]):
 print(difference_verdict(swapped, "With the same boxes, the RPN-trained detector", "the selective-search detector"))
 
 # %% [markdown]
+# Keep in mind one more difference between the two sides: the RPN-trained detectors ran 1.75 times as many
+# iterations (section 4). A better detector on the same boxes is what the longer schedule bought, not what the RPN
+# did; `benchmarks/RESULTS.md` ("Region proposals") also compares selective search's detector trained as long.
+#
 # And the time of a whole test image, image in, scored boxes out, for the two detectors on the same images (the
 # selective-search side reuses section 1's measurement of the same images):
 
