@@ -51,7 +51,7 @@ CANDIDATES = {
     # what `--proposals rpn` trains (minircnn.training.config.configure)
     "rpn_long": dict(proposals="rpn"),
     # selective search on the same longer schedule: the fair partner of rpn_long
-    "default_long": dict(iters=5250, stepsize=3940),
+    "default_long": {key: getattr(configure("tiny", proposals="rpn"), key) for key in ("iters", "stepsize")},
 }
 
 

@@ -212,10 +212,12 @@ def configure(preset: str = "tiny", **changes) -> TrainConfig:
     One rule on top: asking for RPN proposals (``proposals="rpn"``) without ``iters`` or ``stepsize`` lengthens the
     preset's schedule by :data:`RPN_SCHEDULE` (both rounded to tens: the tiny preset's 3000/2250 become 5250/3940).
     """
+    def longer(n):
+        return None if n is None else int(round(n * RPN_SCHEDULE, -1))
+
     config = get_preset(preset)
     if (changes.get("proposals") == "rpn" and config.proposals != "rpn"
             and "iters" not in changes and "stepsize" not in changes):
-        longer = lambda n: None if n is None else int(round(n * RPN_SCHEDULE, -1))  # noqa: E731
         changes = dict(changes, iters=longer(config.iters), stepsize=longer(config.stepsize))
     return config.replace(**changes)
 
