@@ -261,6 +261,11 @@ for text, a, b, paper in (("(b) - (a): the box loss during training, boxes unuse
 # learned from scratch on top of a tiny network's 1/16-resolution features has a harder task than the classifier,
 # whose features were pretrained.
 #
+# Section 3 also compares the two regressors directly. (c)'s and (d)'s have the same form and see the same
+# proposals; they differ only in the features under them. Where (c)'s box loss ends higher and its IoU gain is
+# smaller, features trained for classification alone are the poorer input for a box regressor: one reading of
+# (d) − (c). The table shows the default seed's runs; pass another seed's to `regression_effect` to check it.
+#
 # Why multi-task training *might* help the classifier: the fc and conv layers learn from the sum of both losses'
 # gradients (section 1), so they are pushed to keep information about *where* the object's edges are, which a
 # classifier alone is free to discard. That is a hypothesis, not a finding: the paper measures the effect (Table 6,
