@@ -321,11 +321,11 @@ for name, n_boxes, m, _, ar in results:
 #
 # ## 4. Training with dense boxes
 #
-# The paper's dense-only number comes from a detector *trained* on dense boxes. One more training run — the default
-# recipe, `proposals="dense"` — tells how much of the gap above came from testing on boxes the detector never
-# trained on. (It takes as long as the default run the first time; afterwards it is read back from
-# `runs/lessons/dense`. We evaluate it ourselves below, on the random sample of dense boxes of section 3 rather than
-# on all of them.)
+# The paper's dense-only number comes from a detector *trained* on dense boxes. One more recipe — the default one
+# with `proposals="dense"`, trained once per seed — tells how much of the gap above came from testing on boxes the
+# detector never trained on. (Each run takes as long as a default run the first time; afterwards it is read back
+# from `runs/lessons/dense` and its `_seed4`, `_seed5`. We evaluate them ourselves below, on the random sample of
+# dense boxes of section 3 rather than on all of them.)
 
 # %%
 dense_runs = train_seeds("dense", root, proposals="dense", evaluate=False)
